@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Shared by run.sh and test.sh: install the Debian packages minipipe needs (only those missing),
+# then configure and build into build/ (Release, Ninja). Sourced, not run.
+set -euo pipefail
+
+MINIPIPE_PACKAGES=(cmake ninja-build g++ libeigen3-dev libopenblas-openmp-dev libgtest-dev
+  libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist fortunes)
+
+minipipe_install_packages() {
+  local missing=()
+  for p in "${MINIPIPE_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  echo "minipipe: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+minipipe_build() {
+  local root
+  root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+  cmake -S "$root" -B "$root/build" -G Ninja -DCMAKE_BUILD_TYPE=Release ${MINIPIPE_CMAKE_ARGS:-} >/dev/null
+  cmake --build "$root/build" -j "$(nproc)" "$@"
+}

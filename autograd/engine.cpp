@@ -1,0 +1,168 @@
+// The backward engine: find every node reachable from the roots, count the edges that feed
+// each, then run nodes in topological order (Kahn's algorithm), summing the gradients that
+// reach a node before it runs. As small as micrograd's, plus saved-tensor release.
+#include <algorithm>
+#include <deque>
+#include <unordered_map>
+
+#include "autograd/node.h"
+#include "tensor/factory.h"
+#include "tensor/ops.h"
+
+namespace minipipe::autograd {
+
+namespace {
+
+thread_local bool grad_mode_enabled = true;
+
+Edge edge_of(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return {};
+  TensorImpl* impl = t.impl();
+  if (impl->grad_fn) return {impl->grad_fn, impl->output_nr};
+  // A leaf: every use shares one accumulator, so all of them sum into the same .grad().
+  std::shared_ptr<Node> acc = impl->grad_accumulator.lock();
+  if (!acc) {
+    acc = std::make_shared<AccumulateGrad>(t);
+    impl->grad_accumulator = acc;
+  }
+  return {acc, 0};
+}
+
+void accumulate(Tensor& slot, const Tensor& g) {
+  if (!slot.defined()) slot = g;
+  else slot = ops::add(slot, g);
+}
+
+}  // namespace
+
+bool GradMode::is_enabled() { return grad_mode_enabled; }
+void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
+
+std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
+  MP_INTERNAL_ASSERT(g.sizes() == leaf_.sizes(), "gradient ", shape_str(g.sizes()), " for leaf ",
+                     shape_str(leaf_.sizes()));
+  Tensor& grad = leaf_.mutable_grad();
+  if (!grad.defined()) grad = ops::clone(ops::to(g, leaf_.dtype()));  // own the memory
+  else ops::add_(grad, ops::to(g, grad.dtype()));
+  return {};
+}
+
+FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<Edge> edges)
+    : name_(std::move(name)), fn_(std::move(fn)) {
+  next_edges_ = std::move(edges);
+}
+
+std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
+  MP_CHECK(fn_ != nullptr, "backward: the saved tensors of ", name_,
+           " were released by an earlier backward through this graph; pass retain_graph=true to "
+           "the first backward to go through a graph twice");
+  std::vector<bool> needs;
+  for (const Edge& e : next_edges_) needs.push_back(e.valid());
+  InputGrads grads(std::move(needs));
+  fn_(grad_output, grads);
+  return grads.take();
+}
+
+Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn) {
+  return record_list(name, std::move(out), std::vector<Tensor>(inputs), std::move(fn));
+}
+
+Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn) {
+  if (!GradMode::is_enabled()) return out;
+  bool any = false;
+  for (const Tensor& t : inputs) any = any || t.requires_grad();
+  if (!any) return out;
+  std::vector<Edge> edges;
+  for (const Tensor& t : inputs) {
+    edges.push_back(edge_of(t));
+    // A raw op may hand back an input's own handle (contiguous() of a contiguous tensor):
+    // the output needs its own, or we would overwrite the input's grad_fn.
+    if (t.defined() && out.is_same(t)) out = out.detach();
+  }
+  if (out.impl()->grad_fn || out.impl()->requires_grad) out = out.detach();
+  out.impl()->grad_fn = std::make_shared<FunctionNode>(name, std::move(fn), std::move(edges));
+  out.impl()->requires_grad = true;
+  out.impl()->output_nr = 0;
+  return out;
+}
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
+  MP_CHECK(roots.size() == grads.size(), "backward: ", roots.size(), " outputs but ", grads.size(),
+           " gradients");
+  NoGradGuard no_grad;  // the backward computation itself is not recorded
+  std::unordered_map<Node*, Tensor> pending;  // summed gradient waiting at each node
+  std::unordered_map<Node*, int> deps;        // edges still to deliver into each node
+  std::vector<std::shared_ptr<Node>> root_nodes;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& r = roots[i];
+    MP_CHECK(r.defined() && r.requires_grad(), "backward: output ", i,
+             " does not require grad (nothing to differentiate: no input requires grad, or it was "
+             "computed under NoGradGuard)");
+    MP_CHECK(grads[i].defined() && grads[i].sizes() == r.sizes(), "backward: gradient shape ",
+             grads[i].defined() ? shape_str(grads[i].sizes()) : "undefined",
+             " does not match output shape ", shape_str(r.sizes()));
+    Edge e = edge_of(r);
+    accumulate(pending[e.fn.get()], ops::to(grads[i], r.dtype()));
+    root_nodes.push_back(e.fn);
+  }
+  // Count incoming edges over the reachable graph (iterative DFS: graphs can be deep).
+  std::vector<Node*> stack;
+  std::unordered_map<Node*, bool> seen;
+  for (auto& n : root_nodes)
+    if (!seen[n.get()]) {
+      seen[n.get()] = true;
+      stack.push_back(n.get());
+    }
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    for (const Edge& e : n->next_edges()) {
+      if (!e.valid()) continue;
+      ++deps[e.fn.get()];
+      if (!seen[e.fn.get()]) {
+        seen[e.fn.get()] = true;
+        stack.push_back(e.fn.get());
+      }
+    }
+  }
+  std::deque<std::shared_ptr<Node>> ready;
+  for (auto& n : root_nodes)
+    if (deps[n.get()] == 0 && std::find(ready.begin(), ready.end(), n) == ready.end()) ready.push_back(n);
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = ready.front();
+    ready.pop_front();
+    // A node reached by no gradient (every path into it carried none) still runs its
+    // bookkeeping, so the nodes below it see their edge counts fall to zero.
+    std::vector<Tensor> input_grads;
+    auto it = pending.find(node.get());
+    if (it != pending.end()) {
+      Tensor g = std::move(it->second);
+      pending.erase(it);
+      input_grads = node->apply(g);
+    }
+    if (!retain_graph) node->release_variables();
+    const auto& edges = node->next_edges();
+    for (size_t i = 0; i < edges.size(); ++i) {
+      const Edge& e = edges[i];
+      if (!e.valid()) continue;
+      if (i < input_grads.size() && input_grads[i].defined()) accumulate(pending[e.fn.get()], input_grads[i]);
+      if (--deps[e.fn.get()] == 0) ready.push_back(e.fn);
+    }
+  }
+}
+
+}  // namespace minipipe::autograd
+
+namespace minipipe {
+
+void Tensor::backward(bool retain_graph) const {
+  MP_CHECK(defined() && numel() == 1, "backward: without a gradient the output must be a scalar, got shape ",
+           defined() ? shape_str(sizes()) : "undefined");
+  autograd::backward({*this}, {ones_like(*this)}, retain_graph);
+}
+
+void Tensor::backward(const Tensor& grad_output, bool retain_graph) const {
+  autograd::backward({*this}, {grad_output}, retain_graph);
+}
+
+}  // namespace minipipe

@@ -1,0 +1,97 @@
+// The differentiable ops: what user code calls (minipipe::matmul, a + b, ...). Each wraps a raw
+// op from tensor/ops.h and records a backward next to it (autograd/ops_*.cpp, one file per
+// family). Under NoGradGuard, or when no input requires grad, they cost just the raw op.
+#pragma once
+
+#include <vector>
+
+#include "autograd/node.h"
+#include "tensor/factory.h"
+#include "tensor/ops.h"
+
+namespace minipipe {
+
+using autograd::NoGradGuard;
+
+// ---- elementwise (ops_elementwise.cpp); binary ops broadcast ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double s);
+Tensor mul(const Tensor& a, double s);
+Tensor neg(const Tensor& a);
+Tensor pow(const Tensor& a, double exponent);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor sigmoid(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor gelu(const Tensor& a);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // no grad to cond
+Tensor masked_fill(const Tensor& t, const Tensor& mask, double value);
+// Comparisons are not differentiable: 0/1 masks (see ops::eq).
+using ops::eq;
+using ops::ge;
+using ops::gt;
+using ops::le;
+using ops::lt;
+using ops::ne;
+
+Tensor operator+(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a, const Tensor& b);
+Tensor operator*(const Tensor& a, const Tensor& b);
+Tensor operator/(const Tensor& a, const Tensor& b);
+Tensor operator-(const Tensor& a);
+Tensor operator+(const Tensor& a, double s);
+Tensor operator+(double s, const Tensor& a);
+Tensor operator-(const Tensor& a, double s);
+Tensor operator-(double s, const Tensor& a);
+Tensor operator*(const Tensor& a, double s);
+Tensor operator*(double s, const Tensor& a);
+Tensor operator/(const Tensor& a, double s);
+
+// ---- reductions (ops_reduce.cpp) ----
+Tensor sum(const Tensor& t);
+Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim = false);
+Tensor mean(const Tensor& t);
+Tensor mean(const Tensor& t, std::vector<int64_t> dims, bool keepdim = false);
+Tensor amax(const Tensor& t, int64_t dim, bool keepdim = false);  // max values; grad to the argmax
+using ops::argmax;
+
+// ---- views (ops_view.cpp): share storage; gradients flow back through them ----
+Tensor view(const Tensor& t, Shape shape);
+Tensor reshape(const Tensor& t, Shape shape);
+Tensor transpose(const Tensor& t, int64_t d0, int64_t d1);
+Tensor permute(const Tensor& t, const std::vector<int64_t>& dims);
+Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length);
+Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+Tensor select(const Tensor& t, int64_t dim, int64_t index);
+Tensor unsqueeze(const Tensor& t, int64_t dim);
+Tensor squeeze(const Tensor& t, int64_t dim);
+Tensor expand(const Tensor& t, const Shape& shape);
+Tensor flatten(const Tensor& t, int64_t start_dim = 0, int64_t end_dim = -1);
+Tensor contiguous(const Tensor& t);
+Tensor to(const Tensor& t, DType dtype);
+
+// ---- matrix products (ops_matmul.cpp) ----
+Tensor matmul(const Tensor& a, const Tensor& b);
+// y = x W^T + b. x: [..., in], weight: [out, in], bias: [out] (or undefined) -> [..., out]
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {});
+
+// ---- neural-network functions (ops_nn.cpp) ----
+Tensor softmax(const Tensor& t, int64_t dim);
+Tensor log_softmax(const Tensor& t, int64_t dim);
+// Fused log-softmax + NLL, mean over the batch. logits [N, C], int64 targets [N] -> scalar.
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
+// Inverted dropout: zero with probability p and scale the rest by 1/(1-p) when training.
+Tensor dropout(const Tensor& t, double p, bool training, Generator* gen = nullptr);
+
+// ---- joining and indexing (ops_index.cpp) ----
+Tensor cat(const std::vector<Tensor>& ts, int64_t dim);
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim);
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
+using ops::one_hot;
+
+}  // namespace minipipe

@@ -1,0 +1,106 @@
+// The autograd graph: a Node per differentiable op, Edges to the nodes that made its inputs.
+// Nodes keep the tensors their backward needs and drop them (release_variables) once used, so
+// a second backward through the same graph is an error unless the first retained it.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace minipipe::autograd {
+
+class Node;
+
+// Where a gradient flows next: input `input_nr` of node `fn` (null fn: input needs no grad).
+struct Edge {
+  std::shared_ptr<Node> fn;
+  uint32_t input_nr = 0;
+  bool valid() const { return fn != nullptr; }
+};
+
+class Node {
+ public:
+  virtual ~Node() = default;
+  virtual std::string name() const = 0;
+  // Gradient w.r.t. this node's output -> gradients w.r.t. its inputs (aligned with next_edges;
+  // an undefined Tensor where an input needs none).
+  virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  virtual void release_variables() {}
+  const std::vector<Edge>& next_edges() const { return next_edges_; }
+
+ protected:
+  std::vector<Edge> next_edges_;
+};
+
+// The sink at a leaf: adds the incoming gradient into the leaf's .grad().
+class AccumulateGrad : public Node {
+ public:
+  explicit AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {}
+  std::string name() const override { return "AccumulateGrad"; }
+  std::vector<Tensor> apply(const Tensor& grad_output) override;
+
+ private:
+  Tensor leaf_;  // a handle on the leaf itself (same TensorImpl), not a copy of its data
+};
+
+// The gradients a backward function fills: grads[i] for input i, when needs(i).
+class InputGrads {
+ public:
+  explicit InputGrads(std::vector<bool> needs) : needs_(std::move(needs)), grads_(needs_.size()) {}
+  bool needs(size_t i) const { return needs_[i]; }
+  Tensor& operator[](size_t i) { return grads_[i]; }
+  std::vector<Tensor> take() { return std::move(grads_); }
+
+ private:
+  std::vector<bool> needs_;
+  std::vector<Tensor> grads_;
+};
+
+// A backward function: (grad of the output, grads to fill). Captures what it saved (detached).
+using BackwardFn = std::function<void(const Tensor& grad, InputGrads& grads)>;
+
+// The node almost every op uses: its backward is a lambda written next to the forward.
+class FunctionNode : public Node {
+ public:
+  FunctionNode(std::string name, BackwardFn fn, std::vector<Edge> edges);
+  std::string name() const override { return name_; }
+  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  void release_variables() override { fn_ = nullptr; }
+
+ private:
+  std::string name_;
+  BackwardFn fn_;  // null once released
+};
+
+// Thread-local switch for recording graphs (each `local` rank is a thread).
+struct GradMode {
+  static bool is_enabled();
+  static void set_enabled(bool enabled);
+};
+
+// Turns graph recording off for its scope, like torch::NoGradGuard.
+class NoGradGuard {
+ public:
+  NoGradGuard() : prev_(GradMode::is_enabled()) { GradMode::set_enabled(false); }
+  ~NoGradGuard() { GradMode::set_enabled(prev_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool prev_;
+};
+
+// Makes `out` the output of a differentiable op named `name` over `inputs` when grad mode is on
+// and some input requires grad: attaches a FunctionNode running `fn`. Returns `out` (or a fresh
+// handle on it, never one of the inputs' handles).
+Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn);
+Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn);
+
+// Run backward from `roots` with gradients `grads` (one per root). Leaves' .grad() accumulate.
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
+              bool retain_graph = false);
+
+}  // namespace minipipe::autograd

@@ -1,0 +1,112 @@
+// CPU joining and indexing: cat, stack, index_select and its backward index_add, one_hot.
+#include <cstring>
+
+#include "tensor/cpu/loops.h"
+#include "tensor/factory.h"
+#include "tensor/ops.h"
+
+namespace minipipe::ops {
+
+Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
+  MP_CHECK(!ts.empty(), "cat: expected a non-empty list of tensors");
+  const Tensor& first = ts[0];
+  MP_CHECK(first.dim() > 0, "cat: zero-dimensional tensors cannot be concatenated");
+  dim = wrap_dim(dim, first.dim(), "cat");
+  Shape shape = first.sizes();
+  shape[dim] = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const Tensor& t = ts[i];
+    cpu::check_cpu("cat", {&first, &t});
+    MP_CHECK(t.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(t.dtype()),
+             ", tensor 0 has ", dtype_name(first.dtype()));
+    MP_CHECK(t.dim() == first.dim(), "cat: tensor ", i, " has shape ", shape_str(t.sizes()),
+             ", tensor 0 has ", shape_str(first.sizes()));
+    for (int64_t d = 0; d < t.dim(); ++d)
+      MP_CHECK(d == dim || t.size(d) == first.size(d), "cat: sizes must match except in dim ", dim,
+               ": tensor ", i, " has shape ", shape_str(t.sizes()), ", tensor 0 has ", shape_str(first.sizes()));
+    shape[dim] += t.size(dim);
+  }
+  Tensor out = empty(shape, first.options());
+  int64_t at = 0;
+  for (const Tensor& t : ts) {
+    copy_(narrow(out, dim, at, t.size(dim)), t);
+    at += t.size(dim);
+  }
+  return out;
+}
+
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
+  MP_CHECK(!ts.empty(), "stack: expected a non-empty list of tensors");
+  dim = wrap_dim(dim, ts[0].dim() + 1, "stack");
+  std::vector<Tensor> us;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    MP_CHECK(ts[i].sizes() == ts[0].sizes(), "stack: tensor ", i, " has shape ", shape_str(ts[i].sizes()),
+             ", tensor 0 has ", shape_str(ts[0].sizes()));
+    us.push_back(unsqueeze(ts[i], dim));
+  }
+  return cat(us, dim);
+}
+
+namespace {
+void check_index(const Tensor& t_shape_src, const Shape& shape, int64_t dim, const Tensor& index, const char* op) {
+  MP_CHECK(index.dtype() == DType::Int64, op, ": index must be int64, got ", dtype_name(index.dtype()));
+  MP_CHECK(index.dim() == 1, op, ": index must be 1-D, got shape ", shape_str(index.sizes()));
+  Tensor idx = contiguous(index);
+  const int64_t* p = idx.data_ptr<int64_t>();
+  for (int64_t i = 0; i < idx.numel(); ++i)
+    MP_CHECK(p[i] >= 0 && p[i] < shape[dim], op, ": index ", p[i], " at position ", i,
+             " is out of range for dim ", dim, " of size ", shape[dim], " (shape ", shape_str(shape), ")");
+}
+}  // namespace
+
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
+  cpu::check_cpu("index_select", {&t, &index});
+  MP_CHECK(t.dim() > 0, "index_select: expected at least a 1-D tensor");
+  dim = wrap_dim(dim, t.dim(), "index_select");
+  check_index(t, t.sizes(), dim, index, "index_select");
+  Tensor idx = contiguous(index);
+  Shape shape = t.sizes();
+  shape[dim] = idx.numel();
+  Tensor out = empty(shape, t.options());
+  const int64_t* p = idx.data_ptr<int64_t>();
+  for (int64_t i = 0; i < idx.numel(); ++i) copy_(select(out, dim, i), select(t, dim, p[i]));
+  return out;
+}
+
+Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
+  cpu::check_cpu("index_add", {&index, &src});
+  dim = wrap_dim(dim, static_cast<int64_t>(shape.size()), "index_add");
+  check_index(src, shape, dim, index, "index_add");
+  Shape expect = shape;
+  expect[dim] = index.numel();
+  MP_CHECK(src.sizes() == expect, "index_add: source shape ", shape_str(src.sizes()), " should be ",
+           shape_str(expect));
+  Tensor out = zeros(shape, src.options());
+  Tensor idx = contiguous(index);
+  const int64_t* p = idx.data_ptr<int64_t>();
+  // In index order: repeated indices accumulate in a fixed order, so the result is exact.
+  for (int64_t i = 0; i < idx.numel(); ++i) add_(select(out, dim, p[i]), select(src, dim, i));
+  return out;
+}
+
+Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype) {
+  cpu::check_cpu("one_hot", {&index});
+  MP_CHECK(index.dtype() == DType::Int64, "one_hot: index must be int64, got ", dtype_name(index.dtype()));
+  MP_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
+  Tensor idx = contiguous(index);
+  Shape shape = idx.sizes();
+  shape.push_back(num_classes);
+  Tensor out = zeros(shape, dtype);
+  const int64_t* p = idx.data_ptr<int64_t>();
+  MP_DISPATCH_ALL(dtype, "one_hot", [&] {
+    scalar_t* o = out.data_ptr<scalar_t>();
+    for (int64_t i = 0; i < idx.numel(); ++i) {
+      MP_CHECK(p[i] >= 0 && p[i] < num_classes, "one_hot: class ", p[i], " at position ", i,
+               " is out of range for ", num_classes, " classes");
+      o[i * num_classes + p[i]] = scalar_t(1);
+    }
+  });
+  return out;
+}
+
+}  // namespace minipipe::ops

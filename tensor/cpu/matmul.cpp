@@ -1,0 +1,121 @@
+// CPU matrix products through Eigen::Map over tensor storage (no copies for row-major or
+// transposed operands). With MINIPIPE_BLAS (the default) Eigen hands the GEMM to OpenBLAS;
+// docs/performance.md has the measurements behind that choice.
+#include <Eigen/Core>
+
+#include "tensor/cpu/loops.h"
+#include "tensor/ops.h"
+
+namespace minipipe::ops {
+
+namespace {
+
+// How a [rows, cols] matrix with strides (rs, cs) maps onto BLAS: row- or column-major with a
+// leading dimension, or not at all (then we copy).
+struct Layout {
+  bool ok = false;
+  bool row_major = true;
+  int64_t ld = 1;
+};
+
+Layout layout_of(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  if ((cs == 1 || cols == 1) && (rows == 1 || rs >= cols)) return {true, true, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
+  if ((rs == 1 || rows == 1) && (cols == 1 || cs >= rows)) return {true, false, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
+  return {};
+}
+
+template <typename T, int Order>
+using MapMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>, 0, Eigen::OuterStride<>>;
+template <typename T>
+using OutMat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
+
+template <typename T, int OrderA, int OrderB>
+void gemm_mapped(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m) {
+  MapMat<T, OrderA> A(a, n, k, Eigen::OuterStride<>(la.ld));
+  MapMat<T, OrderB> B(b, k, m, Eigen::OuterStride<>(lb.ld));
+  OutMat<T> C(c, n, m);
+  C.noalias() = A * B;
+}
+
+// c[n, m] = a[n, k] @ b[k, m] for one pair of matrices with the given layouts.
+template <typename T>
+void gemm(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m) {
+  if (k == 0) {
+    std::fill(c, c + n * m, T(0));
+    return;
+  }
+  constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
+  if (la.row_major && lb.row_major) gemm_mapped<T, R, R>(a, la, b, lb, c, n, k, m);
+  else if (la.row_major) gemm_mapped<T, R, C>(a, la, b, lb, c, n, k, m);
+  else if (lb.row_major) gemm_mapped<T, C, R>(a, la, b, lb, c, n, k, m);
+  else gemm_mapped<T, C, C>(a, la, b, lb, c, n, k, m);
+}
+
+// Many small products (attention heads): one per thread, each GEMM single-threaded.
+// One big product: the BLAS uses every thread itself.
+template <typename T>
+void gemm_batched(const T* pa, Layout la, const std::vector<int64_t>& off_a, const T* pb, Layout lb,
+                  const std::vector<int64_t>& off_b, T* pc, int64_t n, int64_t k, int64_t m) {
+  const int64_t batches = static_cast<int64_t>(off_a.size());
+#pragma omp parallel for schedule(static) if (batches > 1 && !omp_in_parallel())
+  for (int64_t i = 0; i < batches; ++i) gemm<T>(pa + off_a[i], la, pb + off_b[i], lb, pc + i * n * m, n, k, m);
+}
+
+}  // namespace
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  cpu::check_cpu("matmul", {&a_in, &b_in});
+  MP_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
+           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
+  MP_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch: ", dtype_name(a_in.dtype()), " ",
+           shape_str(a_in.sizes()), " x ", dtype_name(b_in.dtype()), " ", shape_str(b_in.sizes()));
+  MP_CHECK(is_floating(a_in.dtype()), "matmul: expected floating-point operands, got ", dtype_name(a_in.dtype()));
+  MP_CHECK(a_in.size(-1) == b_in.size(b_in.dim() == 1 ? 0 : -2), "matmul: inner dimensions differ: ",
+           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
+  // 1-D operands: a vector on the left is a row, on the right a column; the dim is dropped after.
+  const bool a_vec = a_in.dim() == 1, b_vec = b_in.dim() == 1;
+  Tensor a = a_vec ? unsqueeze(a_in, 0) : a_in;
+  Tensor b = b_vec ? unsqueeze(b_in, 1) : b_in;
+  const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
+
+  Shape a_batch(a.sizes().begin(), a.sizes().end() - 2), b_batch(b.sizes().begin(), b.sizes().end() - 2);
+  Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = batch, b_full = batch, out_shape = batch;
+  a_full.insert(a_full.end(), {n, k});
+  b_full.insert(b_full.end(), {k, m});
+  out_shape.insert(out_shape.end(), {n, m});
+  a = expand(a, a_full);
+  b = expand(b, b_full);
+  Layout la = layout_of(n, k, a.stride(-2), a.stride(-1));
+  if (!la.ok) {
+    a = contiguous(a);
+    la = layout_of(n, k, a.stride(-2), a.stride(-1));
+  }
+  Layout lb = layout_of(k, m, b.stride(-2), b.stride(-1));
+  if (!lb.ok) {
+    b = contiguous(b);
+    lb = layout_of(k, m, b.stride(-2), b.stride(-1));
+  }
+  Tensor out = empty(out_shape, a.options());
+  const int64_t batches = shape_numel(batch);
+  // Element offsets of every batch's matrix in a and b (batch dims may be broadcast: stride 0).
+  std::vector<int64_t> off_a(batches, 0), off_b(batches, 0);
+  for (int64_t i = 0; i < batches; ++i) {
+    int64_t rem = i;
+    for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+      const int64_t idx = rem % batch[d];
+      rem /= batch[d];
+      off_a[i] += idx * a.stride(d);
+      off_b[i] += idx * b.stride(d);
+    }
+  }
+  MP_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
+    gemm_batched<scalar_t>(a.data_ptr<scalar_t>(), la, off_a, b.data_ptr<scalar_t>(), lb, off_b,
+                           out.data_ptr<scalar_t>(), n, k, m);
+  });
+  if (a_vec) out = squeeze(out, -2);
+  if (b_vec) out = squeeze(out, -1);
+  return out;
+}
+
+}  // namespace minipipe::ops

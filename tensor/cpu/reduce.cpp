@@ -1,0 +1,144 @@
+// CPU reductions: sum / mean over any set of dims (keepdim or not), max / argmax over one dim,
+// and sum_to (the reverse of broadcasting, used by every broadcasting op's backward).
+// Sums accumulate in double (float32 too) in a fixed order, so results are deterministic.
+#include <algorithm>
+
+#include "tensor/cpu/loops.h"
+#include "tensor/ops.h"
+
+namespace minipipe::ops {
+
+namespace {
+
+std::vector<bool> reduced_mask(const Tensor& t, std::vector<int64_t> dims, const char* op) {
+  std::vector<bool> mask(t.dim(), false);
+  if (dims.empty()) mask.assign(t.dim(), true);  // no dims given: reduce all
+  for (auto d : dims) {
+    d = wrap_dim(d, t.dim(), op);
+    if (t.dim() == 0) continue;
+    MP_CHECK(!mask[d], op, ": dim ", d, " appears twice in ", shape_str(dims));
+    mask[d] = true;
+  }
+  return mask;
+}
+
+Shape reduced_shape(const Tensor& t, const std::vector<bool>& mask, bool keepdim) {
+  Shape s;
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    if (!mask[i]) s.push_back(t.size(i));
+    else if (keepdim) s.push_back(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
+  cpu::check_cpu("sum", {&t});
+  auto mask = reduced_mask(t, std::move(dims), "sum");
+  Shape kept = reduced_shape(t, mask, true);
+  // Accumulator strides: 0 along reduced dims, so every input element adds into its output.
+  Shape acc_strides = contiguous_strides(kept);
+  for (int64_t i = 0; i < t.dim(); ++i)
+    if (mask[i]) acc_strides[i] = 0;
+  Tensor out = MP_DISPATCH_ALL(t.dtype(), "sum", [&] {
+    using Acc = std::conditional_t<std::is_same_v<scalar_t, int64_t>, int64_t, double>;
+    std::vector<Acc> acc(shape_numel(kept), Acc(0));
+    Acc* pa = acc.data();
+    const scalar_t* x = t.data_ptr<scalar_t>();
+    auto inner = [=](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
+      if (st[0] == 0) {
+        Acc s = 0;
+        for (int64_t i = 0; i < n; ++i) s += static_cast<Acc>(x[off[1] + i * st[1]]);
+        pa[off[0]] += s;
+      } else {
+        for (int64_t i = 0; i < n; ++i) pa[off[0] + i * st[0]] += static_cast<Acc>(x[off[1] + i * st[1]]);
+      }
+    };
+    // One thread: outputs may be shared between ranges, and a fixed order keeps results exact.
+    auto g = cpu::coalesce<2>(t.sizes(), {acc_strides, t.strides()});
+    if (t.numel() > 0) cpu::loop_range<2>(g, 0, t.numel(), inner);
+    Tensor r = empty(kept, t.options());
+    std::copy(acc.begin(), acc.end(), r.data_ptr<scalar_t>());
+    return r;
+  });
+  return keepdim ? out : reshape(out, reduced_shape(t, mask, false));
+}
+
+Tensor sum(const Tensor& t) { return sum(t, {}, false); }
+
+Tensor mean(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
+  MP_CHECK(is_floating(t.dtype()), "mean: expected a floating-point tensor, got ", dtype_name(t.dtype()));
+  auto mask = reduced_mask(t, dims, "mean");
+  int64_t count = 1;
+  for (int64_t i = 0; i < t.dim(); ++i)
+    if (mask[i]) count *= t.size(i);
+  MP_CHECK(count > 0, "mean: reducing over an empty dimension of shape ", shape_str(t.sizes()));
+  return mul_scalar(sum(t, std::move(dims), keepdim), 1.0 / static_cast<double>(count));
+}
+
+Tensor mean(const Tensor& t) { return mean(t, {}, false); }
+
+namespace {
+
+// Walks every output position of a single-dim reduction and hands the reduced row to `row`.
+template <typename T, typename Row>
+void for_each_row(const Tensor& t, int64_t dim, const Tensor& out, Row row) {
+  Shape sizes = t.sizes(), in_strides = t.strides(), out_strides = out.strides();
+  const int64_t n = sizes[dim], step = in_strides[dim];
+  sizes.erase(sizes.begin() + dim);
+  in_strides.erase(in_strides.begin() + dim);
+  const T* x = t.data_ptr<T>();
+  cpu::strided_loop<2>(sizes, {out_strides, in_strides},
+                       [=](std::array<int64_t, 2> off, int64_t cnt, std::array<int64_t, 2> st) {
+                         for (int64_t i = 0; i < cnt; ++i) row(off[0] + i * st[0], x + off[1] + i * st[1], n, step);
+                       });
+}
+
+}  // namespace
+
+std::pair<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim) {
+  cpu::check_cpu("max", {&t});
+  MP_CHECK(t.dim() > 0, "max: expected at least a 1-D tensor for a dim reduction");
+  dim = wrap_dim(dim, t.dim(), "max");
+  MP_CHECK(t.size(dim) > 0, "max: dim ", dim, " of shape ", shape_str(t.sizes()), " is empty");
+  Shape out_shape = t.sizes();
+  out_shape.erase(out_shape.begin() + dim);
+  Tensor values = empty(out_shape, t.options());
+  Tensor indices = empty(out_shape, DType::Int64);
+  MP_DISPATCH_ALL(t.dtype(), "max", [&] {
+    scalar_t* pv = values.data_ptr<scalar_t>();
+    int64_t* pi = indices.data_ptr<int64_t>();
+    // values and indices are contiguous with the same shape, so one output offset serves both.
+    for_each_row<scalar_t>(t, dim, values, [=](int64_t o, const scalar_t* row, int64_t n, int64_t step) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < n; ++k)
+        if (row[k * step] > row[best * step]) best = k;  // first maximum wins ties
+      pv[o] = row[best * step];
+      pi[o] = best;
+    });
+  });
+  if (keepdim) return {unsqueeze(values, dim), unsqueeze(indices, dim)};
+  return {values, indices};
+}
+
+Tensor max(const Tensor& t) {
+  MP_CHECK(t.numel() > 0, "max: empty tensor of shape ", shape_str(t.sizes()));
+  return max(reshape(t, {-1}), 0, false).first;
+}
+
+Tensor argmax(const Tensor& t, int64_t dim, bool keepdim) { return max(t, dim, keepdim).second; }
+
+Tensor sum_to(const Tensor& t, const Shape& shape) {
+  if (t.sizes() == shape) return t;
+  MP_CHECK(broadcast_shapes(shape, t.sizes(), "sum_to") == t.sizes(), "sum_to: shape ",
+           shape_str(t.sizes()), " is not a broadcast of ", shape_str(shape));
+  std::vector<int64_t> dims;
+  const int64_t lead = t.dim() - static_cast<int64_t>(shape.size());
+  for (int64_t i = 0; i < t.dim(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && t.size(i) != 1)) dims.push_back(i);
+  if (dims.empty()) return reshape(t, shape);
+  return reshape(sum(t, dims, true), shape);
+}
+
+}  // namespace minipipe::ops

@@ -1,0 +1,112 @@
+// The raw tensor ops: no gradients, no graph — just kernels on storage, dispatched by device
+// (tensor/cpu/ is the reference for every one). autograd/ wraps the differentiable ones.
+// Binary elementwise ops broadcast like NumPy. Every op checks its inputs and names itself and
+// the shapes in the error.
+#pragma once
+
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "tensor/generator.h"
+#include "tensor/tensor.h"
+
+namespace minipipe::ops {
+
+// ---- views: no copy, share storage (tensor/view.cpp) ----
+Tensor view(const Tensor& t, Shape shape);     // one dim may be -1; needs compatible strides
+Tensor reshape(const Tensor& t, Shape shape);  // a view when possible, else a copy
+Tensor transpose(const Tensor& t, int64_t d0, int64_t d1);
+Tensor permute(const Tensor& t, const std::vector<int64_t>& dims);
+Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length);
+Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+Tensor select(const Tensor& t, int64_t dim, int64_t index);  // drops `dim`
+Tensor unsqueeze(const Tensor& t, int64_t dim);
+Tensor squeeze(const Tensor& t, int64_t dim);
+Tensor squeeze(const Tensor& t);  // all size-1 dims
+Tensor expand(const Tensor& t, const Shape& shape);  // size-1 dims stretch with stride 0
+Tensor flatten(const Tensor& t, int64_t start_dim = 0, int64_t end_dim = -1);
+
+// ---- copies (tensor/cpu/copy.cpp) ----
+Tensor contiguous(const Tensor& t);  // returns t itself when already contiguous
+Tensor clone(const Tensor& t);
+void copy_(const Tensor& dst, const Tensor& src);  // src broadcasts to dst; dtypes may differ
+Tensor to(const Tensor& t, DType dtype);           // t itself when already that dtype
+void fill_(const Tensor& t, double value);
+
+// ---- elementwise (tensor/cpu/elementwise.cpp) ----
+Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op);
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor add_scalar(const Tensor& a, double s);
+Tensor mul_scalar(const Tensor& a, double s);
+Tensor pow_scalar(const Tensor& a, double exponent);
+Tensor neg(const Tensor& a);
+Tensor exp(const Tensor& a);
+Tensor log(const Tensor& a);
+Tensor sqrt(const Tensor& a);
+Tensor abs(const Tensor& a);
+Tensor tanh(const Tensor& a);
+Tensor sigmoid(const Tensor& a);
+Tensor relu(const Tensor& a);
+Tensor gelu(const Tensor& a);  // tanh approximation, as GPT-2
+// Comparisons give a 0/1 mask of a's dtype (for int64 inputs: int64).
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond != 0 ? a : b
+Tensor masked_fill(const Tensor& t, const Tensor& mask, double value);
+// In-place helpers for optimizers: a += alpha * b, a *= s.
+void add_(const Tensor& a, const Tensor& b, double alpha = 1.0);
+void mul_scalar_(const Tensor& a, double s);
+// Derivatives used by the autograd nodes: grad * f'(x) (or of y = f(x) where cheaper).
+Tensor relu_backward(const Tensor& grad, const Tensor& x);
+Tensor gelu_backward(const Tensor& grad, const Tensor& x);
+Tensor tanh_backward(const Tensor& grad, const Tensor& y);
+Tensor sigmoid_backward(const Tensor& grad, const Tensor& y);
+
+// ---- reductions (tensor/cpu/reduce.cpp) ----
+Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim = false);
+Tensor sum(const Tensor& t);  // all elements -> scalar (0-dim)
+Tensor mean(const Tensor& t, std::vector<int64_t> dims, bool keepdim = false);
+Tensor mean(const Tensor& t);
+std::pair<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim = false);  // values, int64 indices
+Tensor max(const Tensor& t);  // all elements
+Tensor argmax(const Tensor& t, int64_t dim, bool keepdim = false);
+// Sum `t` down to `shape` (the reverse of broadcasting `shape` up to t's shape).
+Tensor sum_to(const Tensor& t, const Shape& shape);
+
+// ---- softmax family (tensor/cpu/softmax.cpp) ----
+Tensor softmax(const Tensor& t, int64_t dim);
+Tensor log_softmax(const Tensor& t, int64_t dim);
+Tensor softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim);
+Tensor log_softmax_backward(const Tensor& grad, const Tensor& y, int64_t dim);
+// Fused, numerically stable cross entropy: logits [N, C], int64 targets [N] -> mean loss
+// (0-dim) and the softmax probabilities [N, C] that the backward needs.
+std::pair<Tensor, Tensor> cross_entropy(const Tensor& logits, const Tensor& targets);
+// d loss / d logits = (probs - one_hot(targets)) * grad / N
+Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Tensor& targets);
+
+// ---- matrix products (tensor/cpu/matmul.cpp) ----
+// a: [..., n, k], b: [..., k, m] -> [..., n, m], batch dims broadcast; 1-D operands as in NumPy.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- joining and indexing (tensor/cpu/index.cpp) ----
+Tensor cat(const std::vector<Tensor>& ts, int64_t dim);
+Tensor stack(const std::vector<Tensor>& ts, int64_t dim);
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);  // int64 index [K]
+// out = zeros(shape); out.index_add_(dim, index, src): the backward of index_select.
+Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype = DType::Float32);
+
+// ---- random (tensor/cpu/random.cpp) ----
+// Inverted dropout mask: 0 with probability p, else 1/(1-p); shape and dtype of `like`.
+Tensor dropout_mask(const Tensor& like, double p, Generator& gen);
+
+}  // namespace minipipe::ops

@@ -1,0 +1,194 @@
+// Tensor handle accessors, construction of views and fresh tensors, and PyTorch-like printing.
+#include "tensor/tensor.h"
+
+#include <cstdio>
+#include <cmath>
+#include <ostream>
+#include <sstream>
+
+#include "tensor/ops.h"
+
+namespace minipipe {
+
+std::string shape_str(const Shape& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+int64_t shape_numel(const Shape& s) {
+  int64_t n = 1;
+  for (auto d : s) n *= d;
+  return n;
+}
+
+Shape contiguous_strides(const Shape& s) {
+  Shape st(s.size());
+  int64_t acc = 1;
+  for (int64_t i = static_cast<int64_t>(s.size()) - 1; i >= 0; --i) {
+    st[i] = acc;
+    acc *= std::max<int64_t>(s[i], 1);
+  }
+  return st;
+}
+
+int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  int64_t lo = -std::max<int64_t>(ndim, 1), hi = std::max<int64_t>(ndim, 1) - 1;
+  MP_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " out of range for a ", ndim,
+           "-D tensor (expected ", lo, "..", hi, ")");
+  return dim < 0 ? dim + std::max<int64_t>(ndim, 1) : dim;
+}
+
+Tensor make_view(const std::shared_ptr<Storage>& storage, Shape sizes, Shape strides,
+                 int64_t offset, DType dtype) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->storage = storage;
+  impl->sizes = std::move(sizes);
+  impl->strides = std::move(strides);
+  impl->offset = offset;
+  impl->dtype = dtype;
+  return Tensor(std::move(impl));
+}
+
+Tensor empty(const Shape& sizes, TensorOptions opts) {
+  for (auto d : sizes) MP_CHECK(d >= 0, "empty: negative size in shape ", shape_str(sizes));
+  auto storage = std::make_shared<Storage>(shape_numel(sizes) * element_size(opts.dtype), opts.device);
+  return make_view(storage, sizes, contiguous_strides(sizes), 0, opts.dtype);
+}
+
+#define MP_REQUIRE_DEFINED(what) MP_CHECK(defined(), what, ": called on an undefined tensor")
+
+const Shape& Tensor::sizes() const { MP_REQUIRE_DEFINED("sizes"); return impl_->sizes; }
+const Shape& Tensor::strides() const { MP_REQUIRE_DEFINED("strides"); return impl_->strides; }
+int64_t Tensor::dim() const { return static_cast<int64_t>(sizes().size()); }
+int64_t Tensor::size(int64_t d) const { return sizes()[wrap_dim(d, dim(), "size")]; }
+int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+int64_t Tensor::numel() const { return shape_numel(sizes()); }
+int64_t Tensor::storage_offset() const { MP_REQUIRE_DEFINED("storage_offset"); return impl_->offset; }
+DType Tensor::dtype() const { MP_REQUIRE_DEFINED("dtype"); return impl_->dtype; }
+Device Tensor::device() const { MP_REQUIRE_DEFINED("device"); return impl_->storage->device(); }
+const std::shared_ptr<Storage>& Tensor::storage() const { MP_REQUIRE_DEFINED("storage"); return impl_->storage; }
+
+bool Tensor::is_contiguous() const {
+  int64_t expected = 1;
+  for (int64_t i = dim() - 1; i >= 0; --i) {
+    if (impl_->sizes[i] == 1) continue;
+    if (impl_->strides[i] != expected) return false;
+    expected *= impl_->sizes[i];
+  }
+  return true;
+}
+
+void* Tensor::raw_data() const {
+  MP_REQUIRE_DEFINED("raw_data");
+  return static_cast<char*>(impl_->storage->data()) + impl_->offset * element_size(impl_->dtype);
+}
+
+bool Tensor::shares_storage(const Tensor& other) const {
+  return defined() && other.defined() && impl_->storage == other.impl_->storage;
+}
+
+double Tensor::item() const {
+  MP_CHECK(numel() == 1, "item: expected a one-element tensor, got shape ", shape_str(sizes()));
+  MP_CHECK(device().is_cpu(), "item: tensor is on ", device().str());
+  return MP_DISPATCH_ALL(dtype(), "item", [&] { return static_cast<double>(*data_ptr<scalar_t>()); });
+}
+
+template <typename T>
+std::vector<T> Tensor::to_vector() const {
+  Tensor c = ops::contiguous(ops::to(*this, dtype_of<T>()));
+  const T* p = c.data_ptr<T>();
+  return std::vector<T>(p, p + c.numel());
+}
+template std::vector<float> Tensor::to_vector<float>() const;
+template std::vector<double> Tensor::to_vector<double>() const;
+template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+
+Tensor Tensor::detach() const {
+  MP_REQUIRE_DEFINED("detach");
+  return make_view(impl_->storage, impl_->sizes, impl_->strides, impl_->offset, impl_->dtype);
+}
+
+bool Tensor::requires_grad() const { return defined() && impl_->requires_grad; }
+Tensor& Tensor::set_requires_grad(bool r) {
+  MP_REQUIRE_DEFINED("set_requires_grad");
+  MP_CHECK(!impl_->grad_fn, "set_requires_grad: only leaf tensors can change requires_grad ",
+           "(this one is the output of an op); use detach() first");
+  MP_CHECK(!r || is_floating(impl_->dtype), "set_requires_grad: only floating-point tensors can ",
+           "require gradients, got ", dtype_name(impl_->dtype));
+  impl_->requires_grad = r;
+  return *this;
+}
+bool Tensor::is_leaf() const { return !defined() || !impl_->grad_fn; }
+const Tensor& Tensor::grad() const { MP_REQUIRE_DEFINED("grad"); return impl_->grad; }
+Tensor& Tensor::mutable_grad() { MP_REQUIRE_DEFINED("mutable_grad"); return impl_->grad; }
+const std::shared_ptr<autograd::Node>& Tensor::grad_fn() const {
+  MP_REQUIRE_DEFINED("grad_fn");
+  return impl_->grad_fn;
+}
+
+// ---- printing ----
+namespace {
+
+void print_rec(std::ostream& os, const Tensor& t, const std::vector<double>& v, int64_t dim,
+               int64_t base, int indent, int width, bool integral, bool summarize) {
+  const auto& sz = t.sizes();
+  const int64_t n = sz[dim];
+  int64_t inner = 1;
+  for (size_t i = dim + 1; i < sz.size(); ++i) inner *= sz[i];
+  const int64_t edge = 3;
+  os << "[";
+  for (int64_t i = 0; i < n; ++i) {
+    if (summarize && n > 2 * edge && i == edge) {
+      os << (dim + 1 == t.dim() ? "..., " : "...,\n" + std::string(indent + 1, ' '));
+      i = n - edge;
+    }
+    if (dim + 1 == t.dim()) {
+      char buf[64];
+      double x = v[base + i];
+      if (integral) std::snprintf(buf, sizeof buf, "%*lld", width, static_cast<long long>(x));
+      else std::snprintf(buf, sizeof buf, "%*.4f", width, x);
+      os << buf;
+    } else {
+      print_rec(os, t, v, dim + 1, base + i * inner, indent + 1, width, integral, summarize);
+    }
+    if (i + 1 < n) os << (dim + 1 == t.dim() ? ", " : ",\n" + std::string(indent + 1, ' '));
+  }
+  os << "]";
+}
+
+}  // namespace
+
+std::string Tensor::str() const {
+  if (!defined()) return "tensor(undefined)";
+  std::ostringstream os;
+  std::string suffix = "shape=" + shape_str(sizes()) + ", dtype=" + dtype_name(dtype()) +
+                       ", device=" + device().str() + (requires_grad() ? ", requires_grad=true" : "") + ")";
+  if (!device().is_cpu()) return "tensor(<on " + device().str() + ">, " + suffix;
+  std::vector<double> v = to_vector<double>();
+  bool integral = dtype() == DType::Int64;
+  int width = 1;
+  for (double x : v) {
+    char buf[64];
+    int w = integral ? std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(x))
+                     : std::snprintf(buf, sizeof buf, "%.4f", x);
+    width = std::max(width, w);
+  }
+  os << "tensor(";
+  if (dim() == 0) {
+    char buf[64];
+    if (integral) std::snprintf(buf, sizeof buf, "%lld", static_cast<long long>(v[0]));
+    else std::snprintf(buf, sizeof buf, "%.4f", v[0]);
+    os << buf;
+  } else if (numel() == 0) {
+    os << "[]";
+  } else {
+    print_rec(os, *this, v, 0, 0, 7, width, integral, numel() > 1000);
+  }
+  os << ", " << suffix;
+  return os.str();
+}
+
+std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.str(); }
+
+}  // namespace minipipe

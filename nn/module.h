@@ -1,0 +1,65 @@
+// nn::Module, as in libtorch's C++ frontend: a module owns named parameters, buffers and child
+// modules; named_parameters() walks them with dotted names (`blocks.0.attn.qkv.weight`).
+// Modules live in std::shared_ptr so a pipeline stage can hold a slice of a model's layers.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "autograd/functions.h"
+
+namespace minipipe::nn {
+
+class Module {
+ public:
+  explicit Module(std::string type_name) : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // One tensor in, one out: what Sequential (and so the pipeline) chains.
+  virtual Tensor forward(const Tensor& x);
+  Tensor operator()(const Tensor& x) { return forward(x); }
+
+  std::vector<Tensor> parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_parameters(bool recurse = true) const;
+  std::vector<std::pair<std::string, Tensor>> named_buffers(bool recurse = true) const;
+  const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }
+  int64_t num_parameters() const;
+
+  // Registering returns the handle: the module and the caller share the same tensor.
+  Tensor register_parameter(const std::string& name, Tensor t, bool requires_grad = true);
+  Tensor register_buffer(const std::string& name, Tensor t);
+  template <typename M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> m) {
+    add_child(name, m);
+    return m;
+  }
+
+  virtual void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+  // Drops every parameter's gradient (set to none, as PyTorch's default).
+  void zero_grad();
+
+  const std::string& type_name() const { return type_name_; }
+  virtual std::string extra_repr() const { return ""; }
+  std::string repr(int indent = 0) const;  // the tree, like print(model) in PyTorch
+
+ protected:
+  void add_child(const std::string& name, std::shared_ptr<Module> m);
+
+ private:
+  void check_name(const std::string& name, const char* what) const;
+  std::string type_name_;
+  std::vector<std::pair<std::string, Tensor>> params_;
+  std::vector<std::pair<std::string, Tensor>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+  bool training_ = true;
+};
+
+using ModulePtr = std::shared_ptr<Module>;
+
+}  // namespace minipipe::nn

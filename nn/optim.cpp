@@ -1,0 +1,162 @@
+// SGD and AdamW: each update is one fused loop over a parameter's elements (on raw pointers,
+// outside autograd), with the optimizer state kept per parameter.
+#include "nn/optim.h"
+
+#include <cmath>
+
+#include "tensor/factory.h"
+#include "tensor/ops.h"
+
+namespace minipipe::optim {
+
+Optimizer::Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay) : groups_(std::move(groups)) {
+  MP_CHECK(lr >= 0, "optimizer: learning rate must be non-negative, got ", lr);
+  MP_CHECK(weight_decay >= 0, "optimizer: weight decay must be non-negative, got ", weight_decay);
+  for (auto& g : groups_) {
+    if (g.lr < 0) g.lr = lr;
+    if (g.weight_decay < 0) g.weight_decay = weight_decay;
+    for (const Tensor& p : g.params) {
+      MP_CHECK(p.defined() && p.requires_grad() && p.is_leaf(),
+               "optimizer: every parameter must be a leaf tensor that requires grad");
+      MP_CHECK(p.is_contiguous(), "optimizer: parameters must be contiguous, got shape ",
+               shape_str(p.sizes()), " with strides ", shape_str(p.strides()));
+    }
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& g : groups_)
+    for (Tensor p : g.params) p.mutable_grad() = Tensor();
+}
+
+void Optimizer::set_lr(double lr) {
+  MP_CHECK(lr >= 0, "optimizer: learning rate must be non-negative, got ", lr);
+  for (auto& g : groups_) g.lr = lr;
+}
+
+namespace {
+std::vector<std::vector<Tensor>> empty_state(const std::vector<ParamGroup>& groups) {
+  std::vector<std::vector<Tensor>> s;
+  for (const auto& g : groups) s.emplace_back(g.params.size());
+  return s;
+}
+
+void check_grad(const Tensor& p, const Tensor& g) {
+  MP_CHECK(g.sizes() == p.sizes() && g.dtype() == p.dtype(), "optimizer: gradient ",
+           shape_str(g.sizes()), " ", dtype_name(g.dtype()), " does not match parameter ",
+           shape_str(p.sizes()), " ", dtype_name(p.dtype()));
+}
+}  // namespace
+
+SGD::SGD(std::vector<Tensor> params, SGDOptions opts) : SGD(std::vector<ParamGroup>{{std::move(params)}}, opts) {}
+
+SGD::SGD(std::vector<ParamGroup> groups, SGDOptions opts)
+    : Optimizer(std::move(groups), opts.lr, opts.weight_decay), opts_(opts), momentum_(empty_state(groups_)) {
+  MP_CHECK(opts.momentum >= 0, "SGD: momentum must be non-negative, got ", opts.momentum);
+  MP_CHECK(!opts.nesterov || (opts.momentum > 0 && opts.dampening == 0),
+           "SGD: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum=", opts.momentum,
+           " dampening=", opts.dampening);
+}
+
+void SGD::step() {
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& group = groups_[gi];
+    for (size_t pi = 0; pi < group.params.size(); ++pi) {
+      const Tensor& p = group.params[pi];
+      if (!p.grad().defined()) continue;
+      Tensor g = ops::contiguous(p.grad());
+      check_grad(p, g);
+      Tensor& buf = momentum_[gi][pi];
+      const bool first = !buf.defined();
+      if (opts_.momentum != 0 && first) buf = zeros(p.sizes(), p.options());
+      MP_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
+        using T = scalar_t;
+        T* pp = p.data_ptr<T>();
+        const T* pg = g.data_ptr<T>();
+        T* pb = opts_.momentum != 0 ? buf.data_ptr<T>() : nullptr;
+        const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
+        const T mu = static_cast<T>(opts_.momentum), damp = static_cast<T>(1 - opts_.dampening);
+        for (int64_t i = 0, n = p.numel(); i < n; ++i) {
+          T d = pg[i] + wd * pp[i];
+          if (pb) {
+            pb[i] = first ? d : mu * pb[i] + damp * d;
+            d = opts_.nesterov ? d + mu * pb[i] : pb[i];
+          }
+          pp[i] -= lr * d;
+        }
+      });
+    }
+  }
+}
+
+AdamW::AdamW(std::vector<Tensor> params, AdamWOptions opts) : AdamW(std::vector<ParamGroup>{{std::move(params)}}, opts) {}
+
+AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
+    : Optimizer(std::move(groups), opts.lr, opts.weight_decay), opts_(opts), m_(empty_state(groups_)), v_(empty_state(groups_)) {
+  MP_CHECK(opts.beta1 >= 0 && opts.beta1 < 1 && opts.beta2 >= 0 && opts.beta2 < 1,
+           "AdamW: betas must be in [0, 1), got (", opts.beta1, ", ", opts.beta2, ")");
+  MP_CHECK(opts.eps > 0, "AdamW: eps must be positive, got ", opts.eps);
+}
+
+void AdamW::step() {
+  ++t_;
+  const double bc1 = 1 - std::pow(opts_.beta1, static_cast<double>(t_));
+  const double bc2 = 1 - std::pow(opts_.beta2, static_cast<double>(t_));
+  for (size_t gi = 0; gi < groups_.size(); ++gi) {
+    const ParamGroup& group = groups_[gi];
+    for (size_t pi = 0; pi < group.params.size(); ++pi) {
+      const Tensor& p = group.params[pi];
+      if (!p.grad().defined()) continue;
+      Tensor g = ops::contiguous(p.grad());
+      check_grad(p, g);
+      if (!m_[gi][pi].defined()) {
+        m_[gi][pi] = zeros(p.sizes(), p.options());
+        v_[gi][pi] = zeros(p.sizes(), p.options());
+      }
+      MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
+        using T = scalar_t;
+        T* pp = p.data_ptr<T>();
+        const T* pg = g.data_ptr<T>();
+        T* pm = m_[gi][pi].data_ptr<T>();
+        T* pv = v_[gi][pi].data_ptr<T>();
+        const T b1 = static_cast<T>(opts_.beta1), b2 = static_cast<T>(opts_.beta2);
+        const T decay = static_cast<T>(1 - group.lr * group.weight_decay);
+        const T step = static_cast<T>(group.lr / bc1), inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
+        const T eps = static_cast<T>(opts_.eps);
+        for (int64_t i = 0, n = p.numel(); i < n; ++i) {
+          pp[i] *= decay;
+          pm[i] = b1 * pm[i] + (1 - b1) * pg[i];
+          pv[i] = b2 * pv[i] + (1 - b2) * pg[i] * pg[i];
+          pp[i] -= step * pm[i] / (std::sqrt(pv[i]) * inv_sqrt_bc2 + eps);
+        }
+      });
+    }
+  }
+}
+
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
+  MP_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
+  double total = 0;
+  for (const Tensor& p : params) {
+    if (!p.grad().defined()) continue;
+    total += ops::sum(ops::mul(p.grad(), p.grad())).item();
+  }
+  const double norm = std::sqrt(total);
+  if (norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);  // PyTorch's clip_coef
+    for (const Tensor& p : params)
+      if (p.grad().defined()) ops::mul_scalar_(p.grad(), scale);
+  }
+  return norm;
+}
+
+double cosine_lr(int64_t step, int64_t total, double lr_max, double lr_min, int64_t warmup) {
+  MP_CHECK(total > 0 && warmup >= 0, "cosine_lr: need total > 0 and warmup >= 0, got total=", total,
+           " warmup=", warmup);
+  if (step < warmup) return lr_max * static_cast<double>(step + 1) / static_cast<double>(warmup);
+  if (step >= total) return lr_min;
+  const double progress = static_cast<double>(step - warmup) / static_cast<double>(std::max<int64_t>(total - warmup, 1));
+  return lr_min + 0.5 * (lr_max - lr_min) * (1 + std::cos(M_PI * progress));
+}
+
+}  // namespace minipipe::optim

@@ -1,0 +1,83 @@
+// Optimizers with PyTorch's update rules: optim::SGD (momentum, dampening, weight decay,
+// Nesterov) and optim::AdamW (decoupled weight decay). Parameters come in groups, each with
+// its own lr and weight decay (e.g. no decay on biases and norms).
+#pragma once
+
+#include <vector>
+
+#include "tensor/tensor.h"
+
+namespace minipipe::optim {
+
+struct ParamGroup {
+  std::vector<Tensor> params;
+  double lr = -1;            // < 0: the optimizer's default
+  double weight_decay = -1;  // < 0: the optimizer's default
+};
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  // Applies one update from the parameters' .grad(); parameters without a grad are skipped.
+  virtual void step() = 0;
+  void zero_grad();
+  void set_lr(double lr);  // every group (what an lr schedule calls each step)
+  double lr() const { return groups_.empty() ? 0.0 : groups_[0].lr; }
+  const std::vector<ParamGroup>& param_groups() const { return groups_; }
+
+ protected:
+  Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay);
+  std::vector<ParamGroup> groups_;
+};
+
+struct SGDOptions {
+  double lr = 0.01;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+};
+
+// g <- g + wd p;  b <- mu b + (1 - dampening) g  (b = g on the first step);
+// g <- nesterov ? g + mu b : b;  p <- p - lr g
+class SGD : public Optimizer {
+ public:
+  SGD(std::vector<Tensor> params, SGDOptions opts);
+  SGD(std::vector<ParamGroup> groups, SGDOptions opts);
+  void step() override;
+
+ private:
+  SGDOptions opts_;
+  std::vector<std::vector<Tensor>> momentum_;  // per group, per param (undefined until used)
+};
+
+struct AdamWOptions {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 1e-2;
+};
+
+// p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+// p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+class AdamW : public Optimizer {
+ public:
+  AdamW(std::vector<Tensor> params, AdamWOptions opts);
+  AdamW(std::vector<ParamGroup> groups, AdamWOptions opts);
+  void step() override;
+  int64_t step_count() const { return t_; }
+
+ private:
+  AdamWOptions opts_;
+  int64_t t_ = 0;
+  std::vector<std::vector<Tensor>> m_, v_;
+};
+
+// Scales all gradients so their global L2 norm is at most max_norm; returns the norm before.
+double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+
+// Linear warm-up for `warmup` steps to lr_max, then cosine decay to lr_min at `total` steps.
+double cosine_lr(int64_t step, int64_t total, double lr_max, double lr_min = 0.0, int64_t warmup = 0);
+
+}  // namespace minipipe::optim

@@ -3,6 +3,11 @@
 # then configure and build into build/ (Release, Ninja). Sourced, not run.
 set -euo pipefail
 
+# OpenMP threads sleep instead of spinning while they wait. On a shared, busy 2-core machine
+# spinning threads steal the cores the working ones need: measured 15x slower training steps
+# (docs/performance.md). Set OMP_WAIT_POLICY=active yourself on an idle machine if it helps.
+export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
+
 MINIPIPE_PACKAGES=(cmake ninja-build g++ libeigen3-dev libopenblas-openmp-dev libgtest-dev
   libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev dataset-fashion-mnist fortunes)
 

@@ -1,0 +1,14 @@
+// CUDA_CHECK: wraps a CUDA runtime call and turns a failure into minipipe::Error naming the
+// call, file, line and CUDA's own error string. Included only by .cu files.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "tensor/error.h"
+
+#define CUDA_CHECK(call)                                                                        \
+  do {                                                                                          \
+    cudaError_t err_ = (call);                                                                  \
+    MP_CHECK(err_ == cudaSuccess, #call, " failed at ", __FILE__, ":", __LINE__, ": ",          \
+             cudaGetErrorName(err_), ": ", cudaGetErrorString(err_));                           \
+  } while (0)

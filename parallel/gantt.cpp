@@ -58,8 +58,10 @@ std::string gantt(const Program& program, const Simulation& sim, double slot) {
       if (j < list.size() && list[j].start <= mid) {
         const TimedAction* t = &list[j];
         std::string l = label(r, t->action);
-        if (is_comm(t->action.op)) cell = std::string(width, l[0]);
-        else cell = (t == shown) ? std::string(width, '-') : l;
+        if (is_comm(t->action.op))
+          cell = std::string(width, l[0]);
+        else
+          cell = (t == shown) ? std::string(width, '-') : l;
         shown = t;
       }
       cell.resize(width, ' ');

@@ -58,7 +58,7 @@ Program interleaved_1f1b(int P, int M, int v) {
              " M < ", 2 * P, "); nearest M that work: ", below, " and ", above);
   }
   const int rounds = std::max(1, M / P), G = M / rounds;  // G = P when P divides M
-  const int total = M * v;  // F (and B) actions per rank
+  const int total = M * v;                                // F (and B) actions per rank
   Program p = Program::empty(P, P * v, M);
   // The k-th forward of a rank is micro-batch mb(k) through its local chunk j = (k mod G·v) / G;
   // the k-th backward walks the local chunks in the reverse order.
@@ -78,8 +78,7 @@ Program interleaved_1f1b(int P, int M, int v) {
       list.push_back({chunk(r, k, true), Op::F, mb(k)});
       list.push_back({chunk(r, i, false), Op::B, mb(i)});
     }
-    for (int i = total - warmup; i < total; ++i)
-      list.push_back({chunk(r, i, false), Op::B, mb(i)});
+    for (int i = total - warmup; i < total; ++i) list.push_back({chunk(r, i, false), Op::B, mb(i)});
   }
   return p;
 }

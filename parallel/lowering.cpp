@@ -21,8 +21,9 @@
 namespace minipipe::parallel {
 
 Program lower(const Program& in) {
-  MP_CHECK(!in.has_comm(), "lower: the program already has send/recv actions; lower the "
-                           "compute-only program instead");
+  MP_CHECK(!in.has_comm(),
+           "lower: the program already has send/recv actions; lower the "
+           "compute-only program instead");
   validate(in);
   const StepRun run = run_steps(in);
   MP_INTERNAL_ASSERT(run.finished, "a valid compute-only program must finish");
@@ -53,8 +54,8 @@ Program lower(const Program& in) {
         continue;
       }
       const Action recv = matching_comm(send);
-      events.push_back({Key{s + 1, 0, r, op, a.chunk, a.microbatch}, r, send,
-                        in.rank_of(recv.chunk), recv});
+      events.push_back(
+          {Key{s + 1, 0, r, op, a.chunk, a.microbatch}, r, send, in.rank_of(recv.chunk), recv});
     }
   }
   std::sort(events.begin(), events.end(),

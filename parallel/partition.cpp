@@ -27,8 +27,9 @@ void check_sizes(int L, int P) {
 Partition min_max_partition(const std::vector<double>& w, int P, const char* what) {
   const int L = static_cast<int>(w.size());
   check_sizes(L, P);
-  for (double x : w) MP_CHECK(x >= 0.0 && std::isfinite(x), "partition: ", what, " ", x,
-                              " is not a finite number >= 0");
+  for (double x : w)
+    MP_CHECK(x >= 0.0 && std::isfinite(x), "partition: ", what, " ", x,
+             " is not a finite number >= 0");
   std::vector<double> prefix(static_cast<size_t>(L) + 1, 0.0);
   for (size_t i = 0; i < w.size(); ++i) prefix[i + 1] = prefix[i] + w[i];
   auto S = [&](int i, int j) {
@@ -132,8 +133,10 @@ std::string PartitionReport::table() const {
        << std::setw(12) << st.params << std::setw(14) << std::setprecision(6) << st.cost
        << std::setw(7) << std::fixed << std::setprecision(1) << share << "%" << std::defaultfloat
        << std::setw(12);
-    if (s + 1 < stages.size()) os << st.cut_bytes;
-    else os << "(loss)";
+    if (s + 1 < stages.size())
+      os << st.cut_bytes;
+    else
+      os << "(loss)";
     os << '\n';
   }
   const StageReport& b = stages[static_cast<size_t>(bottleneck)];

@@ -52,7 +52,7 @@ struct PartitionReport {
   std::vector<StageReport> stages;
   int bottleneck = 0;  // the slowest stage: in steady state the pipeline runs at its pace
   double total_cost = 0.0;
-  double balance = 0.0;  // mean stage cost / slowest stage cost; 1 = perfectly balanced
+  double balance = 0.0;       // mean stage cost / slowest stage cost; 1 = perfectly balanced
   std::string table() const;  // one row per stage, the bottleneck marked
 };
 

@@ -5,7 +5,7 @@
 //   ranks 4                      required: P
 //   chunks 8                     optional: C (default: one past the largest chunk used, at least P)
 //   microbatches 8               optional: M (default: one past the largest micro-batch used)
-//   placement 0 1 2 3 0 1 2 3    optional: the rank of each chunk (default: chunk c on rank c mod P)
+//   placement 0 1 2 3 0 1 2 3    optional: the rank of each chunk (default: c on rank c mod P)
 //   forward_only                 optional: an inference program (F only)
 //   rank 0: 0F0 0F1 0B0 0B1      the actions of rank 0 in run order; repeated lines append
 #include <algorithm>
@@ -63,7 +63,11 @@ Program parse_program(std::string_view text, const std::string& source) {
   int ranks = -1, chunks = -1, microbatches = -1;
   bool forward_only = false;
   std::vector<int> placement;
-  struct RankLine { int rank; int line; std::vector<Action> actions; };
+  struct RankLine {
+    int rank;
+    int line;
+    std::vector<Action> actions;
+  };
   std::vector<RankLine> rank_lines;
 
   int line_no = 0;

@@ -54,11 +54,16 @@ Action parse_action(std::string_view text) {
 
 Action matching_comm(const Action& a) {
   switch (a.op) {
-    case Op::SEND_F: return {a.chunk + 1, Op::RECV_F, a.microbatch};
-    case Op::RECV_F: return {a.chunk - 1, Op::SEND_F, a.microbatch};
-    case Op::SEND_B: return {a.chunk - 1, Op::RECV_B, a.microbatch};
-    case Op::RECV_B: return {a.chunk + 1, Op::SEND_B, a.microbatch};
-    default: MP_INTERNAL_ASSERT(false, "matching_comm of a compute action ", to_string(a));
+    case Op::SEND_F:
+      return {a.chunk + 1, Op::RECV_F, a.microbatch};
+    case Op::RECV_F:
+      return {a.chunk - 1, Op::SEND_F, a.microbatch};
+    case Op::SEND_B:
+      return {a.chunk - 1, Op::RECV_B, a.microbatch};
+    case Op::RECV_B:
+      return {a.chunk + 1, Op::SEND_B, a.microbatch};
+    default:
+      MP_INTERNAL_ASSERT(false, "matching_comm of a compute action ", to_string(a));
   }
   return a;
 }

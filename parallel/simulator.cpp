@@ -31,8 +31,8 @@ namespace {
 
 void check_costs(const Costs& c, int chunks) {
   auto per_chunk = [&](const std::vector<double>& v, const char* name, bool may_be_empty) {
-    MP_CHECK((may_be_empty && v.empty()) || static_cast<int>(v.size()) == chunks, "costs: ",
-             name, " has ", v.size(), " entries, the program has ", chunks, " chunks");
+    MP_CHECK((may_be_empty && v.empty()) || static_cast<int>(v.size()) == chunks, "costs: ", name,
+             " has ", v.size(), " entries, the program has ", chunks, " chunks");
     for (double x : v) MP_CHECK(x >= 0.0 && std::isfinite(x), "costs: ", name, " has ", x);
   };
   per_chunk(c.forward, "forward", false);
@@ -47,8 +47,13 @@ void check_costs(const Costs& c, int chunks) {
 class Sim {
  public:
   Sim(const Program& p, const Costs& c)
-      : p_(p), c_(c), C_(p.num_chunks), M_(p.num_microbatches), lowered_(p.has_comm()),
-        has_w_(p.has_w()), end_(static_cast<size_t>(kNumOps * C_ * M_), -1.0) {}
+      : p_(p),
+        c_(c),
+        C_(p.num_chunks),
+        M_(p.num_microbatches),
+        lowered_(p.has_comm()),
+        has_w_(p.has_w()),
+        end_(static_cast<size_t>(kNumOps * C_ * M_), -1.0) {}
 
   double& end(Op op, int c, int m) {
     return end_[static_cast<size_t>((static_cast<int>(op) * C_ + c) * M_ + m)];
@@ -67,17 +72,23 @@ class Sim {
     const int c = a.chunk, m = a.microbatch;
     double t = 0.0;
     auto need = [&](double produced, double transfer) {
-      if (produced < 0.0 || t < 0.0) t = -1.0;
-      else t = std::max(t, produced + transfer);
+      if (produced < 0.0 || t < 0.0)
+        t = -1.0;
+      else
+        t = std::max(t, produced + transfer);
     };
     if (a.op == Op::F && c > 0) {
-      if (lowered_ && p_.crosses(c - 1)) need(end(Op::RECV_F, c, m), 0.0);
-      else need(end(Op::F, c - 1, m), p_.crosses(c - 1) ? c_.message_time(c - 1) : 0.0);
+      if (lowered_ && p_.crosses(c - 1))
+        need(end(Op::RECV_F, c, m), 0.0);
+      else
+        need(end(Op::F, c - 1, m), p_.crosses(c - 1) ? c_.message_time(c - 1) : 0.0);
     }
     if (a.op == Op::B) {
       need(end(Op::F, c, m), 0.0);
-      if (c + 1 < C_ && lowered_ && p_.crosses(c)) need(end(Op::RECV_B, c, m), 0.0);
-      else if (c + 1 < C_) need(end(Op::B, c + 1, m), p_.crosses(c) ? c_.message_time(c) : 0.0);
+      if (c + 1 < C_ && lowered_ && p_.crosses(c))
+        need(end(Op::RECV_B, c, m), 0.0);
+      else if (c + 1 < C_)
+        need(end(Op::B, c + 1, m), p_.crosses(c) ? c_.message_time(c) : 0.0);
     }
     if (a.op == Op::W) need(end(Op::B, c, m), 0.0);
     return t;
@@ -114,7 +125,8 @@ class Sim {
             const Action* h = head(q);
             if (!h || !(*h == peer)) break;
             const int left = (a->op == Op::SEND_F || a->op == Op::RECV_B) ? a->chunk : peer.chunk;
-            const double start = std::max(free[static_cast<size_t>(r)], free[static_cast<size_t>(q)]);
+            const double start =
+                std::max(free[static_cast<size_t>(r)], free[static_cast<size_t>(q)]);
             const double stop = start + c_.message_time(left);
             const Action mine = *a;
             record(r, mine, start, stop);
@@ -141,7 +153,8 @@ class Sim {
         const double d = t.end - t.start;
         (is_compute(t.action.op) ? s.busy : s.comm) += d;
         const double stash = c_.activation_bytes.empty()
-                                 ? 0.0 : c_.activation_bytes[static_cast<size_t>(t.action.chunk)];
+                                 ? 0.0
+                                 : c_.activation_bytes[static_cast<size_t>(t.action.chunk)];
         if (t.action.op == Op::F && !p_.forward_only) ++inflight, bytes += stash;
         if (t.action.op == Op::B) --inflight, bytes -= stash;
         s.peak_inflight = std::max(s.peak_inflight, inflight);

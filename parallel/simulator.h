@@ -42,8 +42,11 @@ struct RankStats {
   double idle = 0.0;  // makespan - busy: waiting and communicating, i.e. the bubble
   double bubble_of_total = 0.0;    // idle / makespan
   double bubble_over_ideal = 0.0;  // idle / busy (Megatron's convention)
-  int peak_inflight = 0;           // micro-batches whose F ran and whose B has not, at most
-  double peak_inflight_bytes = 0.0;  // the most activation bytes stashed at once
+  // The most (chunk, micro-batch) pairs at once whose F ran and whose B has not (with one chunk
+  // per rank: micro-batches), and the most stashed activation bytes. W does not hold a stash
+  // here; a forward-only program stashes nothing.
+  int peak_inflight = 0;
+  double peak_inflight_bytes = 0.0;
 };
 
 struct Simulation {

@@ -14,7 +14,10 @@ namespace {
 class Runner {
  public:
   explicit Runner(const Program& p)
-      : p_(p), C_(p.num_chunks), M_(p.num_microbatches), lowered_(p.has_comm()),
+      : p_(p),
+        C_(p.num_chunks),
+        M_(p.num_microbatches),
+        lowered_(p.has_comm()),
         done_(static_cast<size_t>(kNumOps * C_ * M_), 0) {}
 
   bool well_formed(int r, const Action& a) const {
@@ -50,10 +53,17 @@ class Runner {
         if (c + 1 < C_ && lowered_ && p_.crosses(c)) want(Op::RECV_B, c);
         if (c + 1 < C_ && !(lowered_ && p_.crosses(c))) want(Op::B, c + 1);
         break;
-      case Op::W: want(Op::B, c); break;
-      case Op::SEND_F: want(Op::F, c); break;
-      case Op::SEND_B: want(Op::B, c); break;
-      default: break;
+      case Op::W:
+        want(Op::B, c);
+        break;
+      case Op::SEND_F:
+        want(Op::F, c);
+        break;
+      case Op::SEND_B:
+        want(Op::B, c);
+        break;
+      default:
+        break;
     }
     return need;
   }
@@ -168,7 +178,8 @@ std::string draw_grid(const Program& p, const StepRun& run,
         rows[static_cast<size_t>(st)][static_cast<size_t>(r)] = std::move(s);
       } else {
         const size_t k = static_cast<size_t>(i - run.pc[static_cast<size_t>(r)]);
-        if (stuck.size() <= k) stuck.resize(k + 1, std::vector<std::string>(static_cast<size_t>(P)));
+        if (stuck.size() <= k)
+          stuck.resize(k + 1, std::vector<std::string>(static_cast<size_t>(P)));
         stuck[k][static_cast<size_t>(r)] = std::move(s);
       }
     }

@@ -12,12 +12,18 @@ namespace minipipe::parallel {
 
 const char* rule_name(Rule rule) {
   switch (rule) {
-    case Rule::Placement: return "placement";
-    case Rule::Count: return "count";
-    case Rule::ForwardBeforeBackward: return "F before B";
-    case Rule::Dependency: return "dependency";
-    case Rule::Matching: return "send/recv match";
-    case Rule::Deadlock: return "deadlock";
+    case Rule::Placement:
+      return "placement";
+    case Rule::Count:
+      return "count";
+    case Rule::ForwardBeforeBackward:
+      return "F before B";
+    case Rule::Dependency:
+      return "dependency";
+    case Rule::Matching:
+      return "send/recv match";
+    case Rule::Deadlock:
+      return "deadlock";
   }
   return "?";
 }
@@ -30,8 +36,8 @@ bool ValidationReport::has(Rule rule) const {
 
 std::string ValidationReport::to_string() const {
   std::ostringstream os;
-  os << "invalid pipeline program (" << (lowered ? "lowered" : "compute-only") << "): "
-     << violations.size() << " problem(s)\n";
+  os << "invalid pipeline program (" << (lowered ? "lowered" : "compute-only")
+     << "): " << violations.size() << " problem(s)\n";
   const size_t shown = std::min<size_t>(violations.size(), 12);
   for (size_t i = 0; i < shown; ++i)
     os << "  rule '" << rule_name(violations[i].rule) << "' broken: " << violations[i].message
@@ -52,7 +58,9 @@ struct Where {
 class Checker {
  public:
   explicit Checker(const Program& p)
-      : p_(p), C_(p.num_chunks), M_(p.num_microbatches),
+      : p_(p),
+        C_(p.num_chunks),
+        M_(p.num_microbatches),
         table_(static_cast<size_t>(kNumOps * C_ * M_)) {}
 
   void run(ValidationReport& rep) {
@@ -101,7 +109,8 @@ class Checker {
       w.rank = r;
       w.index = i;
     } else {
-      add(Rule::Count, r, i, s() + " appears twice (first at step " + std::to_string(w.index) + ")");
+      add(Rule::Count, r, i,
+          s() + " appears twice (first at position " + std::to_string(w.index) + ")");
     }
   }
 
@@ -115,7 +124,8 @@ class Checker {
     if (p_.forward_only && (a.op == Op::SEND_B || a.op == Op::RECV_B))
       return "a forward-only program has no backward";
     const Action peer = matching_comm(a);
-    if (peer.chunk < 0 || peer.chunk >= C_) return "there is no chunk " + std::to_string(peer.chunk);
+    if (peer.chunk < 0 || peer.chunk >= C_)
+      return "there is no chunk " + std::to_string(peer.chunk);
     return "chunks " + std::to_string(a.chunk) + " and " + std::to_string(peer.chunk) +
            " share rank " + std::to_string(p_.rank_of(a.chunk));
   }
@@ -125,8 +135,9 @@ class Checker {
     Where& e = at(earlier_op, ec, m);
     Where& l = at(later_op, lc, m);
     if (e.present() && l.present() && e.rank == l.rank && e.index > l.index)
-      add_at(rule, l, act(lc, later_op, m) + " runs before " + act(ec, earlier_op, m) + " on rank " +
-                          std::to_string(l.rank) + ", but " + why);
+      add_at(rule, l,
+             act(lc, later_op, m) + " runs before " + act(ec, earlier_op, m) + " on rank " +
+                 std::to_string(l.rank) + ", but " + why);
   }
 
   // A message of a lowered program: both halves present, or both missing (then the consumer
@@ -135,13 +146,13 @@ class Checker {
     Where& s = at(send_op, sc, m);
     Where& r = at(recv_op, rc, m);
     if (s.present() && !r.present())
-      add_at(Rule::Matching, s, act(sc, send_op, m) + " on rank " + std::to_string(s.rank) +
-                                     " has no matching " + act(rc, recv_op, m) + " on rank " +
-                                     std::to_string(p_.rank_of(rc)));
+      add_at(Rule::Matching, s,
+             act(sc, send_op, m) + " on rank " + std::to_string(s.rank) + " has no matching " +
+                 act(rc, recv_op, m) + " on rank " + std::to_string(p_.rank_of(rc)));
     if (!s.present() && r.present())
-      add_at(Rule::Matching, r, act(rc, recv_op, m) + " on rank " + std::to_string(r.rank) +
-                                     " has no matching " + act(sc, send_op, m) + " on rank " +
-                                     std::to_string(p_.rank_of(sc)));
+      add_at(Rule::Matching, r,
+             act(rc, recv_op, m) + " on rank " + std::to_string(r.rank) + " has no matching " +
+                 act(sc, send_op, m) + " on rank " + std::to_string(p_.rank_of(sc)));
     if (!s.present() && !r.present())
       add_at(Rule::Matching, at(consumer, cc, m),
              act(cc, consumer, m) + " needs data from rank " + std::to_string(p_.rank_of(sc)) +
@@ -156,18 +167,20 @@ class Checker {
     const bool training = !p_.forward_only, uses_w = training && p_.has_w();
     const std::string home = " on rank " + std::to_string(p_.rank_of(c));
     if (!f.present())
-      add(Rule::Count, p_.rank_of(c), -1, "missing " + act(c, Op::F, m) + home +
-                                              ": every (chunk, micro-batch) runs F exactly once");
+      add(Rule::Count, p_.rank_of(c), -1,
+          "missing " + act(c, Op::F, m) + home +
+              ": every (chunk, micro-batch) runs F exactly once");
     if (!training && b.present())
       add_at(Rule::Count, b, act(c, Op::B, m) + ": a forward-only program has no backward");
     if (!training && w.present())
       add_at(Rule::Count, w, act(c, Op::W, m) + ": a forward-only program has no backward");
     if (training && !b.present())
-      add_at(Rule::Count, f, "missing " + act(c, Op::B, m) + home + " (" + act(c, Op::F, m) +
-                                 " has no backward): every (chunk, micro-batch) runs B once");
+      add_at(Rule::Count, f,
+             "missing " + act(c, Op::B, m) + home + " (" + act(c, Op::F, m) +
+                 " has no backward): every (chunk, micro-batch) runs B once");
     if (uses_w && !w.present())
-      add_at(Rule::Count, b, "missing " + act(c, Op::W, m) + home +
-                                 ": the program uses W, so every B needs its W");
+      add_at(Rule::Count, b,
+             "missing " + act(c, Op::W, m) + home + ": the program uses W, so every B needs its W");
 
     need_before(Rule::ForwardBeforeBackward, Op::F, c, Op::B, c, m,
                 "a backward needs the activations its forward stashed");

@@ -14,15 +14,21 @@ namespace minipipe::parallel {
 // The rules, in the order they are checked. The deadlock run happens only when every static
 // rule holds (a missing action would otherwise show up twice, once as a deadlock).
 enum class Rule {
-  Placement,              // well-formed: chunk / micro-batch exist, chunk lives on the rank running it
-  Count,                  // exactly one F and one B (and one W if W is used) per (chunk, micro-batch);
-                          // no B/W in a forward-only program; no action twice
-  ForwardBeforeBackward,  // on a chunk: F of m before B of m, B of m before W of m
-  Dependency,             // F(c,m) after F(c-1,m) (or after receiving it), B(c,m) after B(c+1,m)
-                          // (or after receiving it), and a send after the compute it sends
-  Matching,               // every send has its receive on the right peer and vice versa; no message
-                          // where none is needed (same rank, past the ends, B in inference)
-  Deadlock,               // running it (blocking rendezvous send/recv) gets stuck
+  // Well-formed: the chunk and micro-batch exist, the chunk lives on the rank running it.
+  Placement,
+  // Exactly one F and one B (and one W if W is used) per (chunk, micro-batch); no B or W in a
+  // forward-only program; no action twice.
+  Count,
+  // On a chunk: F of m before B of m, B of m before W of m.
+  ForwardBeforeBackward,
+  // F(c,m) after F(c-1,m) (or after receiving it), B(c,m) after B(c+1,m) (or after receiving
+  // it), and a send after the compute whose result it sends.
+  Dependency,
+  // Every send has its receive on the right peer and vice versa; no message where none is
+  // needed (same rank, past either end, backward messages in inference).
+  Matching,
+  // Running it with blocking (rendezvous) send/recv gets stuck.
+  Deadlock,
 };
 const char* rule_name(Rule rule);
 

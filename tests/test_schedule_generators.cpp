@@ -152,7 +152,7 @@ TEST(Generators, ForwardOnlyRunsEveryForwardOnce) {
     EXPECT_EQ(p.on(r).size(), 5u);
   }
   mp::Simulation s = mp::simulate(p, mp::Costs::uniform(3, 1, 0));
-  EXPECT_EQ(s.makespan, 5.0 + 2.0);                      // M + P - 1 forward slots
+  EXPECT_EQ(s.makespan, 5.0 + 2.0);                         // M + P - 1 forward slots
   EXPECT_DOUBLE_EQ(s.ranks[0].bubble_of_total, 2.0 / 7.0);  // (P-1)/(M+P-1)
   EXPECT_EQ(s.ranks[0].peak_inflight, 0);                   // nothing is kept for a backward
 }

@@ -49,8 +49,7 @@ TEST(ScheduleIr, BadActionsNameTheTokenAndTheProblem) {
   EXPECT_NE(error_of([] { mp::parse_action("0Q1"); }).find("unknown op 'Q'"), std::string::npos);
   EXPECT_NE(error_of([] { mp::parse_action("0SEND1"); }).find("unknown op 'SEND'"),
             std::string::npos);
-  EXPECT_NE(error_of([] { mp::parse_action("0F"); }).find("micro-batch number"),
-            std::string::npos);
+  EXPECT_NE(error_of([] { mp::parse_action("0F"); }).find("micro-batch number"), std::string::npos);
   EXPECT_NE(error_of([] { mp::parse_action("0F1x"); }).find("unexpected 'x'"), std::string::npos);
   EXPECT_NE(error_of([] { mp::parse_action(""); }).find("empty action"), std::string::npos);
   EXPECT_THROW(mp::parse_action("-1F0"), minipipe::Error);
@@ -111,8 +110,8 @@ TEST(ScheduleIr, HandWrittenFileWithDefaultsCommasAndComments) {
   EXPECT_EQ(p.num_chunks, 2);        // one past the largest chunk, at least P
   EXPECT_EQ(p.num_microbatches, 2);  // one past the largest micro-batch
   EXPECT_EQ(p.chunk_rank, (std::vector<int>{0, 1}));
-  EXPECT_EQ(p.on(0), (std::vector<Action>{{0, Op::F, 0}, {0, Op::F, 1}, {0, Op::B, 0},
-                                          {0, Op::B, 1}}));
+  EXPECT_EQ(p.on(0),
+            (std::vector<Action>{{0, Op::F, 0}, {0, Op::F, 1}, {0, Op::B, 0}, {0, Op::B, 1}}));
   EXPECT_EQ(p.on(1).size(), 4u);
   EXPECT_FALSE(p.forward_only);
   EXPECT_TRUE(mp::parse_program("ranks 1\nforward_only\nrank 0: 0F0\n").forward_only);

@@ -99,9 +99,14 @@ TEST(Partition, ByCostEqualsBruteForceIncludingVeryUnequalLayers) {
     std::vector<double> cost(static_cast<size_t>(L));
     for (double& c : cost) {
       switch (trial % 3) {
-        case 0: c = static_cast<double>(rng() % 10); break;       // similar, zeros included
-        case 1: c = rng() % 4 == 0 ? 1e6 : 1.0; break;             // a few giants
-        default: c = std::ldexp(1.0, static_cast<int>(rng() % 30));  // 1 .. 2^29
+        case 0:
+          c = static_cast<double>(rng() % 10);
+          break;  // similar, zeros included
+        case 1:
+          c = rng() % 4 == 0 ? 1e6 : 1.0;
+          break;  // a few giants
+        default:
+          c = std::ldexp(1.0, static_cast<int>(rng() % 30));  // 1 .. 2^29
       }
     }
     const mp::Partition p = mp::by_cost(cost, P);
@@ -138,7 +143,7 @@ TEST(Partition, ReportSaysWhy) {
   EXPECT_EQ(rep.stages[0].cut_bytes, 33);  // the output of layer 2 crosses to stage 1
   EXPECT_EQ(rep.stages[1].cost, 14.0);
   EXPECT_EQ(rep.stages[1].cut_bytes, 55);
-  EXPECT_EQ(rep.stages[2].cut_bytes, 0);   // the last stage computes the loss
+  EXPECT_EQ(rep.stages[2].cut_bytes, 0);  // the last stage computes the loss
   EXPECT_EQ(rep.bottleneck, 1);
   EXPECT_EQ(rep.total_cost, 21.0);
   EXPECT_DOUBLE_EQ(rep.balance, 7.0 / 14.0);

@@ -65,8 +65,8 @@ TEST(Simulator, SlowestStageSetsThePaceOfOneFOneB) {
 TEST(Simulator, MessagesTakeLatencyPlusBytesOverBandwidth) {
   mp::Costs c = mp::Costs::uniform(2, 1, 2);
   c.latency = 0.5;
-  c.bandwidth = 50;                 // bytes per time unit
-  c.message_bytes = {100, 100};     // 0.5 + 100 / 50 = 2.5 per message
+  c.bandwidth = 50;              // bytes per time unit
+  c.message_bytes = {100, 100};  // 0.5 + 100 / 50 = 2.5 per message
   EXPECT_EQ(c.message_time(0), 2.5);
   // Compute-only: the message is asynchronous; F0 1 + 2.5 + F1 1 + B1 2 + 2.5 + B0 2 = 11.
   mp::Simulation s = mp::simulate(mp::gpipe(2, 1), c);
@@ -107,8 +107,7 @@ TEST(Simulator, BIsTheFullBackwardUnlessTheProgramHasW) {
 }
 
 TEST(Simulator, PeakInFlightBytesFollowTheChunks) {
-  mp::Program p = mp::parse_program(
-      "ranks 1\nchunks 2\nrank 0: 0F0 1F0 0F1 1F1 1B0 0B0 1B1 0B1\n");
+  mp::Program p = mp::parse_program("ranks 1\nchunks 2\nrank 0: 0F0 1F0 0F1 1F1 1B0 0B0 1B1 0B1\n");
   mp::Costs c = mp::Costs::uniform(2, 1, 1);
   c.activation_bytes = {10, 100};
   mp::Simulation s = mp::simulate(p, c);
@@ -122,7 +121,7 @@ TEST(Simulator, BothBubbleConventionsSideBySide) {
   for (const mp::RankStats& r : s.ranks) {
     EXPECT_EQ(r.busy, 24.0);
     EXPECT_EQ(r.idle, 9.0);
-    EXPECT_DOUBLE_EQ(r.bubble_of_total, 3.0 / 11.0);  // (P-1)/(M+P-1)
+    EXPECT_DOUBLE_EQ(r.bubble_of_total, 3.0 / 11.0);   // (P-1)/(M+P-1)
     EXPECT_DOUBLE_EQ(r.bubble_over_ideal, 3.0 / 8.0);  // (P-1)/M
   }
 }

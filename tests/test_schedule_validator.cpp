@@ -91,20 +91,23 @@ TEST(Validator, DependencyAcrossChunks) {
   expect_only(rep, Rule::Dependency);
   EXPECT_TRUE(marked(rep, "0B0"));
   // Lowered: F before the receive of its input; a send before the compute it sends.
-  rep = mp::check(parse("ranks 2\nrank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
-                        "rank 1: 1F0 1RECV_F0 1B0 1SEND_B0\n"));
+  rep =
+      mp::check(parse("ranks 2\nrank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
+                      "rank 1: 1F0 1RECV_F0 1B0 1SEND_B0\n"));
   expect_only(rep, Rule::Dependency);
   EXPECT_TRUE(marked(rep, "1F0"));
-  rep = mp::check(parse("ranks 2\nrank 0: 0SEND_F0 0F0 0RECV_B0 0B0\n"
-                        "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0\n"));
+  rep =
+      mp::check(parse("ranks 2\nrank 0: 0SEND_F0 0F0 0RECV_B0 0B0\n"
+                      "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0\n"));
   expect_only(rep, Rule::Dependency);
   EXPECT_TRUE(marked(rep, "0SEND_F0"));
 }
 
 TEST(Validator, MatchingEverySendHasItsReceive) {
   // 0SEND_F0 with no 1RECV_F0 on rank 1.
-  auto rep = mp::check(parse("ranks 2\nrank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
-                             "rank 1: 1F0 1B0 1SEND_B0\n"));
+  auto rep =
+      mp::check(parse("ranks 2\nrank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
+                      "rank 1: 1F0 1B0 1SEND_B0\n"));
   expect_only(rep, Rule::Matching);
   EXPECT_TRUE(marked(rep, "0SEND_F0"));
   EXPECT_NE(rep.violations[0].message.find("no matching 1RECV_F0 on rank 1"), std::string::npos);
@@ -113,8 +116,9 @@ TEST(Validator, MatchingEverySendHasItsReceive) {
   expect_only(rep, Rule::Matching);
   EXPECT_NE(rep.violations[0].message.find("share rank 0"), std::string::npos);
   // The last chunk sends nothing forward.
-  rep = mp::check(parse("ranks 2\nrank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
-                        "rank 1: 1RECV_F0 1F0 1SEND_F0 1B0 1SEND_B0\n"));
+  rep =
+      mp::check(parse("ranks 2\nrank 0: 0F0 0SEND_F0 0RECV_B0 0B0\n"
+                      "rank 1: 1RECV_F0 1F0 1SEND_F0 1B0 1SEND_B0\n"));
   expect_only(rep, Rule::Matching);
   EXPECT_TRUE(marked(rep, "1SEND_F0"));
   // A lowered program needs every message: 0RECV_B0 / 1SEND_B0 both missing.
@@ -126,10 +130,10 @@ TEST(Validator, MatchingEverySendHasItsReceive) {
 TEST(Validator, DetectsTheDeadlockOfNaiveBlockingLowering) {
   // "Receive just before use, send right after" for 1F1B, P=2, M=2: rank 0 blocks in 0SEND_F1
   // while rank 1 blocks in 1SEND_B0 — both send, nobody receives.
-  auto rep = mp::check(parse(
-      "ranks 2\n"
-      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-      "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n"));
+  auto rep =
+      mp::check(parse("ranks 2\n"
+                      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                      "rank 1: 1RECV_F0 1F0 1B0 1SEND_B0 1RECV_F1 1F1 1B1 1SEND_B1\n"));
   expect_only(rep, Rule::Deadlock);
   EXPECT_EQ(rep.violations.size(), 2u);  // both ranks are stuck
   EXPECT_TRUE(marked(rep, "0SEND_F1"));
@@ -142,10 +146,10 @@ TEST(Validator, DetectsTheDeadlockOfNaiveBlockingLowering) {
 }
 
 TEST(Validator, DetectsReceivesPostedInTheWrongOrder) {
-  auto rep = mp::check(parse(
-      "ranks 2\n"
-      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
-      "rank 1: 1RECV_F1 1RECV_F0 1F0 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"));
+  auto rep =
+      mp::check(parse("ranks 2\n"
+                      "rank 0: 0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1\n"
+                      "rank 1: 1RECV_F1 1RECV_F0 1F0 1F1 1B0 1SEND_B0 1B1 1SEND_B1\n"));
   expect_only(rep, Rule::Deadlock);
   EXPECT_TRUE(marked(rep, "1RECV_F1"));
   EXPECT_TRUE(marked(rep, "0SEND_F0"));

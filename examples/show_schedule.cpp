@@ -1,0 +1,165 @@
+// show_schedule: prints a pipeline schedule (generated, or read from a file), its simulated text
+// Gantt chart, and per rank the bubble (both conventions, next to the closed forms) and peak
+// in-flight activations. Run: ./build/show_schedule --schedule 1f1b --stages 4 --microbatches 8
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "parallel/generators.h"
+#include "parallel/lowering.h"
+#include "parallel/simulator.h"
+#include "parallel/validator.h"
+#include "tensor/error.h"
+
+namespace mp = minipipe::parallel;
+
+namespace {
+
+struct Options {
+  std::string schedule = "1f1b", file, save;
+  int stages = 4, microbatches = 8, virtual_stages = 0;
+  std::vector<double> costs = {1.0, 2.0, 0.0};  // per stage: F, B, W
+  std::vector<double> chunk_scale;
+  double latency = 0.0, bandwidth = 0.0, act_bytes = 0.0, msg_bytes = -1.0, slot = 0.0;
+  bool lowered = false, no_lower = false;
+};
+
+std::string fmt(double x, int precision = 4) {
+  std::ostringstream os;
+  os.precision(precision);
+  os << x;
+  return os.str();
+}
+
+// A stage's costs split evenly over its v chunks; --chunk-scale makes chunks unequal.
+mp::Costs make_costs(const Options& o, const mp::Program& p) {
+  const int C = p.num_chunks;
+  const double v = static_cast<double>(C) / p.num_ranks;
+  MP_CHECK(o.costs.size() == 3, "--costs takes three numbers F,B,W, got ", o.costs.size());
+  mp::Costs c = mp::Costs::uniform(C, o.costs[0] / v, o.costs[1] / v, o.costs[2] / v);
+  if (!o.chunk_scale.empty()) {
+    MP_CHECK(static_cast<int>(o.chunk_scale.size()) == C, "--chunk-scale needs one factor per ",
+             "chunk (", C, "), got ", o.chunk_scale.size());
+    for (size_t i = 0; i < static_cast<size_t>(C); ++i) {
+      c.forward[i] *= o.chunk_scale[i];
+      c.backward[i] *= o.chunk_scale[i];
+      c.weight[i] *= o.chunk_scale[i];
+    }
+  }
+  c.latency = o.latency;
+  if (o.bandwidth > 0.0) c.bandwidth = o.bandwidth;
+  c.activation_bytes.assign(static_cast<size_t>(C), o.act_bytes / v);
+  if (o.msg_bytes >= 0.0) c.message_bytes.assign(static_cast<size_t>(C), o.msg_bytes);
+  return c;
+}
+
+std::string fmt_fixed(double x) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", x);
+  return buf;
+}
+
+void print_program(const char* title, const mp::Program& p) {
+  std::cout << title << '\n';
+  for (int r = 0; r < p.num_ranks; ++r) {
+    std::cout << "rank " << r << ':';
+    for (const mp::Action& a : p.on(r)) std::cout << ' ' << mp::to_string(a);
+    std::cout << '\n';
+  }
+  std::cout << '\n';
+}
+
+int run(const Options& o) {
+  mp::Program program =
+      o.file.empty()
+          ? mp::make_schedule(
+                o.schedule, o.stages, o.microbatches,
+                o.virtual_stages > 0 ? o.virtual_stages : (o.schedule == "interleaved" ? 2 : 1))
+          : mp::read_program(o.file);
+  const int P = program.num_ranks, C = program.num_chunks, M = program.num_microbatches;
+  const double v = static_cast<double>(C) / P;
+  std::cout << (o.file.empty() ? "schedule " + o.schedule : "program file " + o.file) << ": P=" << P
+            << " ranks, " << C << " chunks (v=" << fmt(v) << "), M=" << M << " micro-batches"
+            << (program.forward_only ? ", forward only" : "") << "\n\n";
+  if (!o.save.empty()) mp::write_program(program, o.save);
+
+  print_program(program.has_comm() ? "program (lowered):" : "program (compute only):", program);
+  mp::validate(program);  // an invalid file stops here: the error prints the marked grid
+  const bool lower = !program.has_comm() && !o.no_lower;
+  const mp::Costs costs = make_costs(o, program);
+  const mp::Program run = lower ? mp::lower(program, costs) : program;
+  if (lower && o.lowered) print_program("lowered (blocking send/recv):", run);
+
+  const mp::Simulation sim = mp::simulate(run, costs);
+  std::cout << "costs per stage and micro-batch: F=" << fmt(o.costs[0]) << " B=" << fmt(o.costs[1])
+            << " W=" << fmt(o.costs[2])
+            << (run.has_w() || o.costs[2] == 0.0 ? "" : " (no W actions: B costs B+W)")
+            << "; link: latency " << fmt(costs.latency) << ", bandwidth " << fmt(costs.bandwidth)
+            << " bytes/unit\n";
+  std::cout << "timeline ("
+            << (run.has_comm() ? "blocking send/recv"
+                               : "compute only, "
+                                 "asynchronous messages")
+            << "):\n"
+            << mp::gantt(run, sim, o.slot) << '\n';
+
+  // Closed forms for equal stages and free messages: GPipe / 1F1B (v = 1) and interleaved 1F1B
+  // (Megatron, exact when P divides M) have idle = (P-1)/v stage-slots of F+B, so
+  //   over ideal = (P-1) / (v·M),   of total = (P-1) / (v·M + P-1).
+  const bool closed = v == 1.0 || M % P == 0;
+  const std::string over = closed ? fmt_fixed((P - 1) / (v * M)) : "-";
+  const std::string total = closed ? fmt_fixed((P - 1) / (v * M + P - 1)) : "-";
+  std::cout << "step time (makespan): " << fmt(sim.makespan, 6) << "\n";
+  if (lower) {  // what blocking sends cost, against asynchronous (non-blocking) messages
+    const double async = mp::simulate(program, costs).makespan;
+    if (async != sim.makespan)
+      std::cout << "  (with asynchronous messages, --no-lower: " << fmt(async, 6) << ")\n";
+  }
+  std::printf("%-5s %9s %9s | %-22s | %-22s | %s\n", "", "", "", "bubble of total time",
+              "bubble over ideal time", "peak in-flight");
+  std::printf("%-5s %9s %9s | %10s %11s | %10s %11s | %8s %12s\n", "rank", "busy", "idle",
+              "simulated", "closed form", "simulated", "closed form", "micro-b.", "bytes");
+  for (int r = 0; r < P; ++r) {
+    const mp::RankStats& s = sim.ranks[static_cast<size_t>(r)];
+    std::printf("%-5d %9.4g %9.4g | %10.4f %11s | %10.4f %11s | %8d %12.6g\n", r, s.busy, s.idle,
+                s.bubble_of_total, total.c_str(), s.bubble_over_ideal, over.c_str(),
+                s.peak_inflight, s.peak_inflight_bytes);
+  }
+  std::cout << "bubble = idle / makespan (of total time) and idle / busy (over ideal time);\n"
+            << "closed forms for equal stages and free messages: (P-1)/(v*M+P-1) of total, "
+            << "(P-1)/(v*M) over ideal" << (v == 1.0 ? "" : " = (1/v)(P-1)/M") << '\n';
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Print a pipeline schedule, its simulated Gantt chart, bubble and memory"};
+  Options o;
+  app.add_option("--schedule", o.schedule, "gpipe, 1f1b, interleaved or forward")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "forward"}));
+  app.add_option("--stages", o.stages, "pipeline ranks P");
+  app.add_option("--microbatches", o.microbatches, "micro-batches M");
+  app.add_option("--virtual", o.virtual_stages, "chunks per rank v (interleaved; default 2)");
+  app.add_option("--costs", o.costs, "F,B,W time of one stage for one micro-batch")->delimiter(',');
+  app.add_option("--chunk-scale", o.chunk_scale, "per-chunk cost factors, e.g. 1,1,2,1")
+      ->delimiter(',');
+  app.add_option("--latency", o.latency, "per-message latency");
+  app.add_option("--bandwidth", o.bandwidth, "bytes per time unit (default: free link)");
+  app.add_option("--act-bytes", o.act_bytes, "activation bytes a stage stashes per micro-batch");
+  app.add_option("--msg-bytes", o.msg_bytes, "bytes of one message (default: --act-bytes / v)");
+  app.add_option("--slot", o.slot, "Gantt slot width (default: the shortest compute action)");
+  app.add_option("--file", o.file, "simulate a hand-written program file instead");
+  app.add_option("--save", o.save, "write the program to this file (a starting point to edit)");
+  app.add_flag("--lowered", o.lowered, "also print the program with its send/recv actions");
+  app.add_flag("--no-lower", o.no_lower,
+               "simulate the compute-only program (asynchronous messages) instead of lowering");
+  CLI11_PARSE(app, argc, argv);
+  try {
+    return run(o);
+  } catch (const minipipe::Error& e) {
+    std::cerr << "error: " << e.what() << '\n';
+    return 1;
+  }
+}

@@ -1,0 +1,105 @@
+// The schedule generators (GPipe, 1F1B, interleaved 1F1B, forward-only): each one builds the
+// compute order of every rank and nothing else; lowering.cpp adds the sends and receives.
+#include "parallel/generators.h"
+
+#include <algorithm>
+
+#include "tensor/error.h"
+
+namespace minipipe::parallel {
+
+namespace {
+void check_sizes(const char* who, int P, int M) {
+  MP_CHECK(P >= 1, who, ": need at least 1 pipeline rank, got P=", P);
+  MP_CHECK(M >= 1, who, ": need at least 1 micro-batch, got M=", M);
+}
+}  // namespace
+
+Program gpipe(int P, int M) {
+  check_sizes("gpipe", P, M);
+  Program p = Program::empty(P, P, M);
+  for (int r = 0; r < P; ++r) {
+    for (int m = 0; m < M; ++m) p.on(r).push_back({r, Op::F, m});
+    for (int m = 0; m < M; ++m) p.on(r).push_back({r, Op::B, m});
+  }
+  return p;
+}
+
+Program one_f_one_b(int P, int M) {
+  check_sizes("one_f_one_b", P, M);
+  Program p = Program::empty(P, P, M);
+  for (int r = 0; r < P; ++r) {
+    auto& list = p.on(r);
+    const int warmup = std::min(P - r - 1, M);  // forwards in flight before the first backward
+    for (int m = 0; m < warmup; ++m) list.push_back({r, Op::F, m});
+    for (int i = 0; i < M - warmup; ++i) {  // steady state: F of m+warmup, then B of m
+      list.push_back({r, Op::F, warmup + i});
+      list.push_back({r, Op::B, i});
+    }
+    for (int m = M - warmup; m < M; ++m) list.push_back({r, Op::B, m});  // cool-down
+  }
+  return p;
+}
+
+bool interleaved_accepts(int P, int M) {
+  if (P < 1 || M < 1) return false;
+  return M % std::max(1, M / P) == 0;
+}
+
+Program interleaved_1f1b(int P, int M, int v) {
+  check_sizes("interleaved_1f1b", P, M);
+  MP_CHECK(v >= 1, "interleaved_1f1b: need at least 1 chunk per rank, got v=", v);
+  if (!interleaved_accepts(P, M)) {
+    int below = M, above = M;
+    while (!interleaved_accepts(P, below)) --below;
+    while (!interleaved_accepts(P, above)) ++above;
+    MP_CHECK(false, "interleaved_1f1b: M=", M, " micro-batches cannot be cut into equal groups of",
+             " at least P=", P, " (it needs M % floor(M/P) == 0, e.g. any multiple of P, or any",
+             " M < ", 2 * P, "); nearest M that work: ", below, " and ", above);
+  }
+  const int rounds = std::max(1, M / P), G = M / rounds;  // G = P when P divides M
+  const int total = M * v;                                // F (and B) actions per rank
+  Program p = Program::empty(P, P * v, M);
+  // The k-th forward of a rank is micro-batch mb(k) through its local chunk j = (k mod G·v) / G;
+  // the k-th backward walks the local chunks in the reverse order.
+  auto mb = [&](int k) { return (k / (G * v)) * G + k % G; };
+  auto chunk = [&](int r, int k, bool forward) {
+    int j = (k % (G * v)) / G;
+    return (forward ? j : v - 1 - j) * P + r;
+  };
+  for (int r = 0; r < P; ++r) {
+    auto& list = p.on(r);
+    // Megatron: the last rank runs (v-1)·G forwards before its first backward; each hop
+    // towards rank 0 adds two (one more forward to send and one more backward to wait for).
+    const int warmup = std::min(total, (v - 1) * G + 2 * (P - 1 - r));
+    for (int k = 0; k < warmup; ++k) list.push_back({chunk(r, k, true), Op::F, mb(k)});
+    for (int i = 0; i < total - warmup; ++i) {
+      const int k = warmup + i;
+      list.push_back({chunk(r, k, true), Op::F, mb(k)});
+      list.push_back({chunk(r, i, false), Op::B, mb(i)});
+    }
+    for (int i = total - warmup; i < total; ++i) list.push_back({chunk(r, i, false), Op::B, mb(i)});
+  }
+  return p;
+}
+
+Program forward_only(int P, int M) {
+  check_sizes("forward_only", P, M);
+  Program p = Program::empty(P, P, M);
+  p.forward_only = true;
+  for (int r = 0; r < P; ++r)
+    for (int m = 0; m < M; ++m) p.on(r).push_back({r, Op::F, m});
+  return p;
+}
+
+Program make_schedule(std::string_view name, int P, int M, int v) {
+  MP_CHECK(v == 1 || name == "interleaved", "--virtual ", v, " only applies to 'interleaved'");
+  if (name == "gpipe") return gpipe(P, M);
+  if (name == "1f1b") return one_f_one_b(P, M);
+  if (name == "interleaved") return interleaved_1f1b(P, M, v);
+  if (name == "forward") return forward_only(P, M);
+  MP_CHECK(false, "unknown schedule '", name, "' (known: gpipe, 1f1b, interleaved, forward)");
+  return {};
+}
+
+}  // namespace minipipe::parallel

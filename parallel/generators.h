@@ -1,0 +1,35 @@
+// Schedule generators: pure functions from (P ranks, M micro-batches[, v chunks per rank]) to a
+// compute-only Program (F/B actions only). lower() in lowering.h adds the communication.
+#pragma once
+
+#include <string_view>
+
+#include "parallel/schedule.h"
+
+namespace minipipe::parallel {
+
+// GPipe: every rank runs all M forwards, then all M backwards. Bubble of total time
+// (P-1)/(M+P-1) with equal costs; every rank holds all M micro-batches' activations at the peak.
+Program gpipe(int P, int M);
+
+// 1F1B (PipeDream-Flush): rank r warms up with min(P-r-1, M) forwards, then alternates one
+// forward and one backward, then drains the backwards. Same bubble as GPipe, but rank r holds
+// at most min(P-r, M) micro-batches.
+Program one_f_one_b(int P, int M);
+
+// Interleaved 1F1B (Megatron-LM): P·v chunks, chunk c on rank c mod P. Micro-batches go in
+// groups of G: each rank runs a group through its first chunk, then its second, and so on.
+// Megatron uses G = P and needs M % P == 0; like PyTorch's Interleaved1F1B we take
+// G = M / max(1, floor(M/P)), which accepts every M with M % max(1, floor(M/P)) == 0 (all M < 2P
+// included). With G = P the bubble over ideal time drops to (1/v)(P-1)/M.
+Program interleaved_1f1b(int P, int M, int v);
+// Whether interleaved_1f1b accepts M micro-batches on P ranks.
+bool interleaved_accepts(int P, int M);
+
+// Inference: every rank runs its chunk's forward for micro-batches 0..M-1. No B.
+Program forward_only(int P, int M);
+
+// By name, for command lines: "gpipe", "1f1b", "interleaved", "forward".
+Program make_schedule(std::string_view name, int P, int M, int v = 1);
+
+}  // namespace minipipe::parallel

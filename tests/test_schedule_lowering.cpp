@@ -1,0 +1,120 @@
+// Tests of the lowering pass: where the sends and receives go, that chunks sharing a rank need
+// none, that cost-aware lowering keeps the asynchronous timeline where blocking sends allow it,
+// and that any costs (zeros, W, latency) still give a valid, deadlock-free program.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "parallel/generators.h"
+#include "parallel/lowering.h"
+#include "parallel/simulator.h"
+#include "parallel/validator.h"
+#include "tensor/error.h"
+
+namespace mp = minipipe::parallel;
+using mp::Op;
+
+namespace {
+std::string line(const mp::Program& p, int rank) {
+  std::string s;
+  for (const mp::Action& a : p.on(rank)) {
+    if (!s.empty()) s += ' ';
+    s += mp::to_string(a);
+  }
+  return s;
+}
+int comm_count(const mp::Program& p) {
+  int n = 0;
+  for (int r = 0; r < p.num_ranks; ++r)
+    for (Op op : {Op::SEND_F, Op::RECV_F, Op::SEND_B, Op::RECV_B}) n += p.count(op, r);
+  return n;
+}
+}  // namespace
+
+TEST(Lowering, SendsFollowTheProducerReceivesComeAtTheSameMoment) {
+  mp::Program p = mp::lower(mp::one_f_one_b(2, 2));
+  EXPECT_EQ(line(p, 0), "0F0 0SEND_F0 0F1 0SEND_F1 0RECV_B0 0B0 0RECV_B1 0B1");
+  // Rank 1 receives 1F1's input before sending 0B0's gradient, because in the reference run
+  // 0F1's output (time 2) exists before 1B0's (time 3): the naive "send right after, receive
+  // right before" order 1B0 1SEND_B0 1RECV_F1 deadlocks (see test_schedule_validator).
+  EXPECT_EQ(line(p, 1), "1RECV_F0 1F0 1RECV_F1 1B0 1SEND_B0 1F1 1B1 1SEND_B1");
+}
+
+TEST(Lowering, ChunksSharingARankNeedNoMessages) {
+  EXPECT_EQ(comm_count(mp::lower(mp::interleaved_1f1b(1, 4, 3))), 0);
+  mp::Program p = mp::Program::empty(2, 3, 2);
+  p.chunk_rank = {0, 0, 1};
+  p.on(0) = {{0, Op::F, 0}, {1, Op::F, 0}, {0, Op::F, 1}, {1, Op::F, 1},
+             {1, Op::B, 0}, {0, Op::B, 0}, {1, Op::B, 1}, {0, Op::B, 1}};
+  p.on(1) = {{2, Op::F, 0}, {2, Op::B, 0}, {2, Op::F, 1}, {2, Op::B, 1}};
+  mp::Program l = mp::lower(p);
+  EXPECT_TRUE(mp::check(l).ok()) << mp::check(l).to_string();
+  for (const auto& list : l.actions)
+    for (const mp::Action& a : list)
+      if (mp::is_comm(a.op)) {
+        EXPECT_TRUE(a.chunk == 1 || a.chunk == 2) << mp::to_string(a);
+      }
+  EXPECT_EQ(comm_count(l), 8);  // 2 micro-batches x (SEND_F, RECV_F, SEND_B, RECV_B)
+}
+
+TEST(Lowering, ForwardOnlyHasOnlyForwardMessages) {
+  mp::Program p = mp::lower(mp::forward_only(3, 4));
+  EXPECT_EQ(line(p, 1),
+            "1RECV_F0 1F0 1RECV_F1 1SEND_F0 1F1 1RECV_F2 1SEND_F1 1F2 1RECV_F3 "
+            "1SEND_F2 1F3 1SEND_F3");
+  for (int r = 0; r < 3; ++r) EXPECT_EQ(p.count(Op::SEND_B, r) + p.count(Op::RECV_B, r), 0);
+}
+
+// With free messages, placing each message where neither rank is mid-compute keeps the
+// asynchronous (compute-only) timeline exactly: GPipe and 1F1B for any F:B, and interleaved.
+TEST(Lowering, CostAwareLoweringKeepsTheAsynchronousTimeline) {
+  for (double b : {1.0, 2.0, 3.0})
+    for (int P = 1; P <= 8; ++P)
+      for (int M = 1; M <= 16; ++M)
+        for (const mp::Program& p : {mp::gpipe(P, M), mp::one_f_one_b(P, M)}) {
+          const mp::Costs c = mp::Costs::uniform(P, 1, b);
+          EXPECT_EQ(mp::simulate(mp::lower(p, c), c).makespan, mp::simulate(p, c).makespan)
+              << "P=" << P << " M=" << M << " B=" << b;
+        }
+  mp::Program p = mp::interleaved_1f1b(4, 8, 2);
+  const mp::Costs c = mp::Costs::uniform(8, 0.5, 1.0);  // F=1, B=2 per stage, halved per chunk
+  mp::Simulation s = mp::simulate(mp::lower(p, c), c);
+  EXPECT_EQ(s.makespan, mp::simulate(p, c).makespan);
+  for (const mp::RankStats& r : s.ranks) EXPECT_DOUBLE_EQ(r.bubble_over_ideal, 0.5 * 3.0 / 8.0);
+}
+
+TEST(Lowering, AnyCostsGiveAValidProgram) {
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int P = 1 + static_cast<int>(rng() % 5), M = 1 + static_cast<int>(rng() % 10);
+    const int v = 1 + static_cast<int>(rng() % 3);
+    mp::Program p = trial % 3 == 0                  ? mp::one_f_one_b(P, M)
+                    : trial % 3 == 1                ? mp::gpipe(P, M)
+                    : mp::interleaved_accepts(P, M) ? mp::interleaved_1f1b(P, M, v)
+                                                    : mp::forward_only(P, M);
+    mp::Costs c = mp::Costs::uniform(p.num_chunks, 0, 0);
+    for (int i = 0; i < p.num_chunks; ++i) {  // zeros and values that do not add up exactly
+      c.forward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 7.0;
+      c.backward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 3.0;
+      c.weight[static_cast<size_t>(i)] = rng() % 2 ? 0.0 : 0.1 * (rng() % 10);
+    }
+    c.latency = rng() % 2 ? 0.0 : 0.37;
+    mp::ValidationReport rep = mp::check(mp::lower(p, c));
+    ASSERT_TRUE(rep.ok()) << "trial " << trial << "\n" << rep.to_string();
+  }
+  // A program with W: the W actions need no messages and keep their place.
+  mp::Program w = mp::parse_program("ranks 2\nrank 0: 0F0 0B0 0W0\nrank 1: 1F0 1B0 1W0\n");
+  mp::Program l = mp::lower(w, mp::Costs::uniform(2, 1, 1, 1));
+  EXPECT_EQ(line(l, 0), "0F0 0SEND_F0 0RECV_B0 0B0 0W0");
+  EXPECT_EQ(line(l, 1), "1RECV_F0 1F0 1B0 1SEND_B0 1W0");
+}
+
+TEST(Lowering, RejectsLoweredOrInvalidPrograms) {
+  EXPECT_THROW(mp::lower(mp::lower(mp::gpipe(2, 2))), minipipe::Error);
+  try {
+    mp::lower(mp::parse_program("ranks 2\nrank 0: 0B0 0F0\nrank 1: 1F0 1B0\n"));
+    FAIL();
+  } catch (const minipipe::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("[0B0]!"), std::string::npos) << e.what();
+  }
+}

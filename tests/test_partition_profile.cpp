@@ -1,0 +1,71 @@
+// The by_time partitioner on a real nn::Sequential: exact parameter counts and cut sizes, a
+// layer ~100x heavier than the rest measured as such and given its own stage, every layer in
+// exactly one stage, the stages sharing the model's layers, and P > L a clear error.
+#include <gtest/gtest.h>
+
+#include "nn/nn.h"
+#include "parallel/profile.h"
+
+using namespace minipipe;
+
+namespace {
+std::shared_ptr<nn::Sequential> lopsided() {
+  // Layer 2 does 256x256 per row, the others 16x16: ~256x the FLOPs.
+  auto m = std::make_shared<nn::Sequential>();
+  m->push_back(std::make_shared<nn::Linear>(16, 16));
+  m->push_back(std::make_shared<nn::Linear>(16, 256));
+  m->push_back(std::make_shared<nn::Linear>(256, 256));
+  m->push_back(std::make_shared<nn::Linear>(256, 16));
+  m->push_back(std::make_shared<nn::ReLU>());
+  m->push_back(std::make_shared<nn::Linear>(16, 16));
+  return m;
+}
+}  // namespace
+
+TEST(PartitionProfile, ParamsAndCutBytesAreExact) {
+  auto m = lopsided();
+  auto costs = parallel::profile_layers(*m, randn({64, 16}), {.warmup = 0, .repeats = 1});
+  EXPECT_EQ(costs.params, (std::vector<int64_t>{16 * 16 + 16, 16 * 256 + 256, 256 * 256 + 256, 256 * 16 + 16, 0, 16 * 16 + 16}));
+  EXPECT_EQ(costs.output_bytes, (std::vector<int64_t>{64 * 16 * 4, 64 * 256 * 4, 64 * 256 * 4, 64 * 16 * 4, 64 * 16 * 4, 64 * 16 * 4}));
+  for (double c : costs.cost) EXPECT_GT(c, 0.0);
+  for (auto& p : m->parameters()) EXPECT_FALSE(p.grad().defined());  // profiling leaves no grads
+}
+
+TEST(PartitionProfile, HeavyLayerIsMeasuredHeavyAndStandsAlone) {
+  auto m = lopsided();
+  Tensor x = randn({512, 16});
+  auto costs = parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 5});
+  EXPECT_GT(costs.cost[2], 4 * costs.cost[0]) << "256x more FLOPs should cost clearly more";
+  auto p = parallel::by_time(*m, x, 3);
+  // The heavy layer dominates: the optimal 3-way cut isolates it.
+  const int s = p.stage_of(2);
+  EXPECT_EQ(p.end(s) - p.begin(s), 1) << "stage of layer 2 holds layers [" << p.begin(s) << ", " << p.end(s) << ")";
+}
+
+TEST(PartitionProfile, SplitCoversEveryLayerOnceAndSharesThem) {
+  auto m = lopsided();
+  auto p = parallel::uniform(6, 4);
+  auto stages = parallel::split(*m, p);
+  ASSERT_EQ(stages.size(), 4u);
+  size_t seen = 0;
+  for (int s = 0; s < 4; ++s) {
+    for (size_t i = 0; i < stages[s]->size(); ++i) EXPECT_EQ((*stages[s])[i].get(), (*m)[p.begin(s) + i].get());
+    seen += stages[s]->size();
+  }
+  EXPECT_EQ(seen, m->size());
+  // Chaining the stages is the model.
+  Tensor x = randn({3, 16});
+  Tensor h = x;
+  for (auto& st : stages) h = (*st)(h);
+  EXPECT_EQ(h.to_vector<float>(), (*m)(x).to_vector<float>());
+}
+
+TEST(PartitionProfile, MoreStagesThanLayersIsAnError) {
+  auto m = lopsided();
+  try {
+    parallel::by_time(*m, randn({2, 16}), 7);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("6 layers into 7 stages"), std::string::npos) << e.what();
+  }
+}

@@ -43,7 +43,7 @@ TEST(ShowSchedule, PrintsProgramChartAndBubbleNextToTheClosedForm) {
   EXPECT_NE(r.out.find("rank 3 |.  .  .  F0 B0 -- F1 B1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("step time (makespan): 33"), std::string::npos) << r.out;
   // rank 0: bubble of total 9/33 next to 3/11, over ideal 9/24 next to 3/8, 4 micro-batches.
-  EXPECT_NE(r.out.find("0.2727      0.2727 |     0.3750      0.3750 |        4         4000"),
+  EXPECT_NE(r.out.find("0.2727      0.2727 |     0.3750      0.3750 |        4     3.91 KiB"),
             std::string::npos)
       << r.out;
 }

@@ -29,9 +29,7 @@ CliRun run(const std::string& args) {
   return r;
 }
 
-bool built() {
-  return std::filesystem::exists(std::string(MINIPIPE_BUILD_DIR) + "/show_schedule");
-}
+bool built() { return std::filesystem::exists(std::string(MINIPIPE_BUILD_DIR) + "/show_schedule"); }
 
 }  // namespace
 

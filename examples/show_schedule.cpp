@@ -60,6 +60,15 @@ std::string fmt_fixed(double x) {
   return buf;
 }
 
+std::string fmt_bytes(double b) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  while (b >= 1024.0 && u < 4) b /= 1024.0, ++u;
+  char buf[32];
+  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
+  return buf;
+}
+
 void print_program(const char* title, const mp::Program& p) {
   std::cout << title << '\n';
   for (int r = 0; r < p.num_ranks; ++r) {
@@ -107,7 +116,9 @@ int run(const Options& o) {
   // Closed forms for equal stages and free messages: GPipe / 1F1B (v = 1) and interleaved 1F1B
   // (Megatron, exact when P divides M) have idle = (P-1)/v stage-slots of F+B, so
   //   over ideal = (P-1) / (v·M),   of total = (P-1) / (v·M + P-1).
-  const bool closed = v == 1.0 || M % P == 0;
+  bool round_robin = C % P == 0;
+  for (int c = 0; c < C; ++c) round_robin = round_robin && program.rank_of(c) == c % P;
+  const bool closed = round_robin && o.chunk_scale.empty() && (v == 1.0 || M % P == 0);
   const std::string over = closed ? fmt_fixed((P - 1) / (v * M)) : "-";
   const std::string total = closed ? fmt_fixed((P - 1) / (v * M + P - 1)) : "-";
   std::cout << "step time (makespan): " << fmt(sim.makespan, 6) << "\n";
@@ -122,9 +133,9 @@ int run(const Options& o) {
               "simulated", "closed form", "simulated", "closed form", "micro-b.", "bytes");
   for (int r = 0; r < P; ++r) {
     const mp::RankStats& s = sim.ranks[static_cast<size_t>(r)];
-    std::printf("%-5d %9.4g %9.4g | %10.4f %11s | %10.4f %11s | %8d %12.6g\n", r, s.busy, s.idle,
+    std::printf("%-5d %9.4g %9.4g | %10.4f %11s | %10.4f %11s | %8d %12s\n", r, s.busy, s.idle,
                 s.bubble_of_total, total.c_str(), s.bubble_over_ideal, over.c_str(),
-                s.peak_inflight, s.peak_inflight_bytes);
+                s.peak_inflight, fmt_bytes(s.peak_inflight_bytes).c_str());
   }
   std::cout << "bubble = idle / makespan (of total time) and idle / busy (over ideal time);\n"
             << "closed forms for equal stages and free messages: (P-1)/(v*M+P-1) of total, "

@@ -140,7 +140,7 @@ std::string PartitionReport::table() const {
     os << '\n';
   }
   const StageReport& b = stages[static_cast<size_t>(bottleneck)];
-  os << "predicted bottleneck: stage " << bottleneck << " (cost " << b.cost
+  os << std::setprecision(6) << "predicted bottleneck: stage " << bottleneck << " (cost " << b.cost
      << " per micro-batch; steady state runs at its pace), balance " << std::fixed
      << std::setprecision(1) << 100.0 * balance << "% (mean / slowest)\n";
   return os.str();

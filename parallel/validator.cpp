@@ -65,6 +65,7 @@ class Checker {
 
   void run(ValidationReport& rep) {
     lowered_ = rep.lowered;
+    uses_w_ = !p_.forward_only && p_.has_w();
     for (int r = 0; r < p_.num_ranks; ++r)
       for (int i = 0; i < static_cast<int>(p_.on(r).size()); ++i) record(r, i);
     for (int c = 0; c < C_; ++c)
@@ -164,7 +165,7 @@ class Checker {
     Where& f = at(Op::F, c, m);
     Where& b = at(Op::B, c, m);
     Where& w = at(Op::W, c, m);
-    const bool training = !p_.forward_only, uses_w = training && p_.has_w();
+    const bool training = !p_.forward_only, uses_w = uses_w_;
     const std::string home = " on rank " + std::to_string(p_.rank_of(c));
     if (!f.present())
       add(Rule::Count, p_.rank_of(c), -1,
@@ -210,7 +211,7 @@ class Checker {
 
   const Program& p_;
   const int C_, M_;
-  bool lowered_ = false;
+  bool lowered_ = false, uses_w_ = false;  // W anywhere: every B needs its W
   std::vector<Where> table_;
   std::vector<Violation> out_;
 };

@@ -69,6 +69,19 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   shape[dim] = idx.numel();
   Tensor out = empty(shape, t.options());
   const int64_t* p = idx.data_ptr<int64_t>();
+  if (t.is_contiguous()) {
+    // View t as [outer, n, inner]: each selected slice is `outer` runs of `inner` elements.
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < dim; ++d) outer *= t.size(d);
+    for (int64_t d = dim + 1; d < t.dim(); ++d) inner *= t.size(d);
+    const int64_t n = t.size(dim), k = idx.numel(), esize = static_cast<int64_t>(element_size(t.dtype()));
+    const char* src = static_cast<const char*>(t.raw_data());
+    char* dst = static_cast<char*>(out.raw_data());
+    for (int64_t o = 0; o < outer; ++o)
+      for (int64_t i = 0; i < k; ++i)
+        std::memcpy(dst + ((o * k + i) * inner) * esize, src + ((o * n + p[i]) * inner) * esize, inner * esize);
+    return out;
+  }
   for (int64_t i = 0; i < idx.numel(); ++i) copy_(select(out, dim, i), select(t, dim, p[i]));
   return out;
 }

@@ -65,6 +65,7 @@ Program lower(const Program& in) {
 Program lower(const Program& in, const Costs& costs) {
   MP_CHECK(!in.has_comm(),
            "lower: the program already has send/recv actions; lower the compute-only program");
+  check_costs(costs, in.num_chunks);  // before positive() indexes the vectors
   const Simulation ref = simulate(in, positive(costs, in.has_w()));  // validates `in`
   // Tolerance for "the same moment": far below the shortest compute, far above rounding.
   double shortest = ref.makespan;

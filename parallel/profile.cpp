@@ -10,9 +10,21 @@ LayerCosts profile_layers(nn::Sequential& model, const Tensor& sample, const Pro
   MP_CHECK(opts.repeats >= 1 && opts.warmup >= 0, "profile_layers: need repeats >= 1 and warmup >= 0, got repeats=",
            opts.repeats, " warmup=", opts.warmup);
   MP_CHECK(model.size() > 0, "profile_layers: the model has no layers");
-  // Gradients the profile computes must not leak into training: save and restore them.
-  std::vector<Tensor> params = model.parameters(), saved;
-  for (const Tensor& p : params) saved.push_back(p.grad());
+  // Nothing the profile does may leak into training: the grads it computes (backward would add
+  // into existing ones, so they are set aside first) and the random numbers dropout draws.
+  struct Restore {
+    std::vector<Tensor> params, grads;
+    Generator gen = default_generator();
+    ~Restore() {
+      for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
+      default_generator() = gen;
+    }
+  } restore;
+  restore.params = model.parameters();
+  for (Tensor& p : restore.params) {
+    restore.grads.push_back(p.grad());
+    p.mutable_grad() = Tensor();
+  }
 
   LayerCosts costs;
   Tensor h = sample;
@@ -35,7 +47,6 @@ LayerCosts profile_layers(nn::Sequential& model, const Tensor& sample, const Pro
     costs.output_bytes.push_back(static_cast<int64_t>(out.nbytes()));
     h = out.detach();
   }
-  for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = saved[i];
   return costs;
 }
 

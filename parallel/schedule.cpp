@@ -72,6 +72,10 @@ Program Program::empty(int ranks, int chunks, int microbatches) {
   MP_CHECK(ranks >= 1, "a program needs at least one rank, got ", ranks);
   MP_CHECK(chunks >= 1, "a program needs at least one chunk, got ", chunks);
   MP_CHECK(microbatches >= 1, "a program needs at least one micro-batch, got ", microbatches);
+  // Tables indexed by (op, chunk, micro-batch) are sized from these: keep them sane and in int.
+  MP_CHECK(ranks <= 4096 && chunks <= 65536 && static_cast<int64_t>(chunks) * microbatches <= (int64_t{1} << 22),
+           "program too large: ", ranks, " ranks, ", chunks, " chunks, ", microbatches,
+           " micro-batches (limits: 4096 ranks, 65536 chunks, chunks x micro-batches <= 4194304)");
   Program p;
   p.num_ranks = ranks;
   p.num_chunks = chunks;

@@ -27,8 +27,6 @@ double Costs::message_time(int chunk) const {
   return latency + (n > 0.0 ? n / bandwidth : 0.0);
 }
 
-namespace {
-
 void check_costs(const Costs& c, int chunks) {
   auto per_chunk = [&](const std::vector<double>& v, const char* name, bool may_be_empty) {
     MP_CHECK((may_be_empty && v.empty()) || static_cast<int>(v.size()) == chunks, "costs: ", name,
@@ -40,9 +38,11 @@ void check_costs(const Costs& c, int chunks) {
   per_chunk(c.weight, "weight", true);
   per_chunk(c.activation_bytes, "activation_bytes", true);
   per_chunk(c.message_bytes, "message_bytes", true);
-  MP_CHECK(c.latency >= 0.0 && std::isfinite(c.latency), "costs: latency must be >= 0");
-  MP_CHECK(c.bandwidth > 0.0, "costs: bandwidth must be > 0 (infinity for a free link)");
+  MP_CHECK(c.latency >= 0.0 && std::isfinite(c.latency), "costs: latency must be >= 0, got ", c.latency);
+  MP_CHECK(c.bandwidth > 0.0, "costs: bandwidth must be > 0 (infinity for a free link), got ", c.bandwidth);
 }
+
+namespace {
 
 class Sim {
  public:

@@ -31,6 +31,10 @@ struct Costs {
   double message_time(int chunk) const;
 };
 
+// Throws minipipe::Error unless every per-chunk vector has `chunks` entries (or may be empty) and
+// every value is finite and >= 0 (bandwidth > 0).
+void check_costs(const Costs& c, int chunks);
+
 struct TimedAction {
   Action action;
   double start = 0.0, end = 0.0;

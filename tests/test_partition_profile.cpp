@@ -69,3 +69,16 @@ TEST(PartitionProfile, MoreStagesThanLayersIsAnError) {
     EXPECT_NE(std::string(e.what()).find("6 layers into 7 stages"), std::string::npos) << e.what();
   }
 }
+
+TEST(PartitionProfile, LeavesGradsAndRandomStreamUntouched) {
+  auto m = lopsided();
+  Tensor x = randn({8, 16});
+  sum((*m)(x)).backward();
+  std::vector<std::vector<float>> before;
+  for (auto& p : m->parameters()) before.push_back(p.grad().to_vector<float>());
+  Generator saved = default_generator();
+  parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 2});
+  auto params = m->parameters();
+  for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(params[i].grad().to_vector<float>(), before[i]) << i;
+  EXPECT_EQ(default_generator().next_u64(), saved.next_u64());
+}

@@ -35,6 +35,21 @@ void accumulate(Tensor& slot, const Tensor& g) {
 
 }  // namespace
 
+Node::~Node() {
+  // Like libtorch's deleteNode: take the edges of every node we hold the last reference to
+  // before it dies, so each destructor runs with no children left to free.
+  std::vector<std::shared_ptr<Node>> stack;
+  for (Edge& e : next_edges_)
+    if (e.fn) stack.push_back(std::move(e.fn));
+  while (!stack.empty()) {
+    std::shared_ptr<Node> n = std::move(stack.back());
+    stack.pop_back();
+    if (n.use_count() == 1)
+      for (Edge& e : n->next_edges_)
+        if (e.fn) stack.push_back(std::move(e.fn));
+  }
+}
+
 bool GradMode::is_enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
 

@@ -23,7 +23,9 @@ struct Edge {
 
 class Node {
  public:
-  virtual ~Node() = default;
+  // Frees the nodes below iteratively (engine.cpp): a long chain freed recursively, one
+  // destructor inside the next, would overflow the stack.
+  virtual ~Node();
   virtual std::string name() const = 0;
   // Gradient w.r.t. this node's output -> gradients w.r.t. its inputs (aligned with next_edges;
   // an undefined Tensor where an input needs none).

@@ -12,8 +12,14 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   MP_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
            shape_str(a.sizes()), " x ", shape_str(b.sizes()));
   // Vectors become matrices first, so the node below only sees [..., n, k] x [..., k, m].
-  if (a.dim() == 1) return squeeze(matmul(unsqueeze(a, 0), b), -2);
-  if (b.dim() == 1) return squeeze(matmul(a, unsqueeze(b, 1)), -1);
+  // Squeeze a's row (-2) before b's column (-1), as ops::matmul does: for vector x vector the
+  // [1, 1] result then becomes [1] and then [].
+  if (a.dim() == 1 || b.dim() == 1) {
+    Tensor out = matmul(a.dim() == 1 ? unsqueeze(a, 0) : a, b.dim() == 1 ? unsqueeze(b, 1) : b);
+    if (a.dim() == 1) out = squeeze(out, -2);
+    if (b.dim() == 1) out = squeeze(out, -1);
+    return out;
+  }
   return record("MatmulBackward", ops::matmul(a, b), {a, b}, [x = a.detach(), y = b.detach()](const Tensor& g, InputGrads& gi) {
     if (gi.needs(0)) gi[0] = ops::sum_to(ops::matmul(g, ops::transpose(y, -1, -2)), x.sizes());
     if (gi.needs(1)) gi[1] = ops::sum_to(ops::matmul(ops::transpose(x, -1, -2), g), y.sizes());

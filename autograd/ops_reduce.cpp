@@ -12,6 +12,7 @@ using autograd::record;
 namespace {
 // Grad of a reduction output, reshaped so it broadcasts against the input (keepdim form).
 Tensor unreduce(const Tensor& g, const Shape& in_shape, std::vector<int64_t> dims, bool keepdim) {
+  if (in_shape.empty()) return ops::reshape(g, {});  // a 0-dim input: its grad is 0-dim too
   if (keepdim || dims.empty()) return ops::expand(g.dim() == 0 ? ops::reshape(g, Shape(in_shape.size(), 1)) : g, in_shape);
   const int64_t nd = static_cast<int64_t>(in_shape.size());
   for (auto& d : dims) d = wrap_dim(d, nd, "sum");

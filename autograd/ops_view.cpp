@@ -36,9 +36,8 @@ Tensor permute(const Tensor& t, const std::vector<int64_t>& dims) {
 
 Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step) {
   Tensor out = ops::slice(t, dim, start, end, step);
-  // Recover the normalised start from the offsets, so the backward writes the same elements.
   const int64_t d = wrap_dim(dim, t.dim(), "slice");
-  const int64_t first = t.stride(d) == 0 ? 0 : (out.storage_offset() - t.storage_offset()) / t.stride(d);
+  const int64_t first = ops::normalize_slice(t.size(d), start, end).first;  // as the forward did
   return record("SliceBackward", out, {t}, [s = t.sizes(), d, first, step](const Tensor& g, InputGrads& gi) {
     Tensor gx = zeros(s, g.options());
     ops::copy_(ops::slice(gx, d, first, first + g.size(d) * step, step), g);

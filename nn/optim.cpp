@@ -93,15 +93,13 @@ AdamW::AdamW(std::vector<Tensor> params, AdamWOptions opts) : AdamW(std::vector<
 
 AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
     : Optimizer(std::move(groups), opts.lr, opts.weight_decay), opts_(opts), m_(empty_state(groups_)), v_(empty_state(groups_)) {
+  for (const auto& g : groups_) steps_.emplace_back(g.params.size(), 0);
   MP_CHECK(opts.beta1 >= 0 && opts.beta1 < 1 && opts.beta2 >= 0 && opts.beta2 < 1,
            "AdamW: betas must be in [0, 1), got (", opts.beta1, ", ", opts.beta2, ")");
   MP_CHECK(opts.eps > 0, "AdamW: eps must be positive, got ", opts.eps);
 }
 
 void AdamW::step() {
-  ++t_;
-  const double bc1 = 1 - std::pow(opts_.beta1, static_cast<double>(t_));
-  const double bc2 = 1 - std::pow(opts_.beta2, static_cast<double>(t_));
   for (size_t gi = 0; gi < groups_.size(); ++gi) {
     const ParamGroup& group = groups_[gi];
     for (size_t pi = 0; pi < group.params.size(); ++pi) {
@@ -113,6 +111,8 @@ void AdamW::step() {
         m_[gi][pi] = zeros(p.sizes(), p.options());
         v_[gi][pi] = zeros(p.sizes(), p.options());
       }
+      const double t = static_cast<double>(++steps_[gi][pi]);
+      const double bc1 = 1 - std::pow(opts_.beta1, t), bc2 = 1 - std::pow(opts_.beta2, t);
       MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
         using T = scalar_t;
         T* pp = p.data_ptr<T>();

@@ -60,18 +60,17 @@ struct AdamWOptions {
 };
 
 // p <- p (1 - lr wd);  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
-// p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+// p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps), t = this parameter's step count
 class AdamW : public Optimizer {
  public:
   AdamW(std::vector<Tensor> params, AdamWOptions opts);
   AdamW(std::vector<ParamGroup> groups, AdamWOptions opts);
   void step() override;
-  int64_t step_count() const { return t_; }
 
  private:
   AdamWOptions opts_;
-  int64_t t_ = 0;
   std::vector<std::vector<Tensor>> m_, v_;
+  std::vector<std::vector<int64_t>> steps_;  // per parameter, as PyTorch: counts steps with a grad
 };
 
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before.

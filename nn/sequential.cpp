@@ -32,7 +32,6 @@ std::shared_ptr<Sequential> Sequential::slice(size_t begin, size_t end) const {
            ") is invalid for ", size(), " layers");
   auto s = std::make_shared<Sequential>();
   for (size_t i = begin; i < end; ++i) s->push_back(name_at(i), (*this)[i]);
-  s->train(is_training());
   return s;
 }
 

@@ -22,6 +22,8 @@ Tensor full(const Shape& shape, double value, TensorOptions opts) {
 Tensor scalar_tensor(double value, TensorOptions opts) { return full({}, value, opts); }
 
 Tensor arange(double start, double end, double step, TensorOptions opts) {
+  MP_CHECK(std::isfinite(start) && std::isfinite(end) && std::isfinite(step), "arange: start=", start,
+           " end=", end, " step=", step, " must be finite");
   MP_CHECK(step != 0, "arange: step must be non-zero");
   MP_CHECK((end - start) / step >= 0, "arange: empty or infinite range start=", start,
            " end=", end, " step=", step);

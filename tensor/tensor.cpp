@@ -18,7 +18,7 @@ std::string shape_str(const Shape& s) {
 
 int64_t shape_numel(const Shape& s) {
   int64_t n = 1;
-  for (auto d : s) n *= d;
+  for (auto d : s) MP_CHECK(!__builtin_mul_overflow(n, d, &n), "shape ", shape_str(s), " has too many elements");
   return n;
 }
 
@@ -52,6 +52,7 @@ Tensor make_view(const std::shared_ptr<Storage>& storage, Shape sizes, Shape str
 
 Tensor empty(const Shape& sizes, TensorOptions opts) {
   for (auto d : sizes) MP_CHECK(d >= 0, "empty: negative size in shape ", shape_str(sizes));
+  MP_CHECK(shape_numel(sizes) <= (int64_t{1} << 56), "empty: shape ", shape_str(sizes), " is too large to allocate");
   auto storage = std::make_shared<Storage>(shape_numel(sizes) * element_size(opts.dtype), opts.device);
   return make_view(storage, sizes, contiguous_strides(sizes), 0, opts.dtype);
 }
@@ -61,8 +62,15 @@ Tensor empty(const Shape& sizes, TensorOptions opts) {
 const Shape& Tensor::sizes() const { MP_REQUIRE_DEFINED("sizes"); return impl_->sizes; }
 const Shape& Tensor::strides() const { MP_REQUIRE_DEFINED("strides"); return impl_->strides; }
 int64_t Tensor::dim() const { return static_cast<int64_t>(sizes().size()); }
-int64_t Tensor::size(int64_t d) const { return sizes()[wrap_dim(d, dim(), "size")]; }
-int64_t Tensor::stride(int64_t d) const { return strides()[wrap_dim(d, dim(), "stride")]; }
+// wrap_dim lets a 0-dim tensor take dim 0 / -1 (for reductions), but it has no size to return.
+int64_t Tensor::size(int64_t d) const {
+  MP_CHECK(dim() > 0, "size: a 0-dim tensor has no dim ", d);
+  return sizes()[wrap_dim(d, dim(), "size")];
+}
+int64_t Tensor::stride(int64_t d) const {
+  MP_CHECK(dim() > 0, "stride: a 0-dim tensor has no dim ", d);
+  return strides()[wrap_dim(d, dim(), "stride")];
+}
 int64_t Tensor::numel() const { return shape_numel(sizes()); }
 int64_t Tensor::storage_offset() const { MP_REQUIRE_DEFINED("storage_offset"); return impl_->offset; }
 DType Tensor::dtype() const { MP_REQUIRE_DEFINED("dtype"); return impl_->dtype; }

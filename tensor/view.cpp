@@ -2,6 +2,7 @@
 // flatten when the strides make a view impossible). Device-independent: pure metadata.
 #include <algorithm>
 #include <numeric>
+#include <tuple>
 
 #include "tensor/ops.h"
 
@@ -111,15 +112,19 @@ Tensor permute(const Tensor& t, const std::vector<int64_t>& dims) {
   return restride(t, s, st, t.storage_offset());
 }
 
-Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step) {
-  MP_CHECK(t.dim() > 0, "slice: cannot slice a 0-dim tensor");
-  dim = wrap_dim(dim, t.dim(), "slice");
-  MP_CHECK(step > 0, "slice: step must be positive, got ", step);
-  const int64_t n = t.size(dim);
+std::pair<int64_t, int64_t> normalize_slice(int64_t n, int64_t start, int64_t end) {
   if (start < 0) start += n;
   if (end < 0) end += n;
   start = std::clamp<int64_t>(start, 0, n);
   end = std::clamp<int64_t>(end, start, n);
+  return {start, end};
+}
+
+Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step) {
+  MP_CHECK(t.dim() > 0, "slice: cannot slice a 0-dim tensor");
+  dim = wrap_dim(dim, t.dim(), "slice");
+  MP_CHECK(step > 0, "slice: step must be positive, got ", step);
+  std::tie(start, end) = normalize_slice(t.size(dim), start, end);
   Shape s = t.sizes(), st = t.strides();
   s[dim] = (end - start + step - 1) / step;
   st[dim] *= step;
@@ -191,6 +196,7 @@ Tensor expand(const Tensor& t, const Shape& shape) {
       st[i] = 0;
       continue;
     }
+    MP_CHECK(shape[i] >= -1, "expand: invalid size ", shape[i], " in ", shape_str(shape));
     const int64_t have = t.size(i - lead), want = shape[i] == -1 ? have : shape[i];
     MP_CHECK(have == want || have == 1, "expand: cannot expand shape ", shape_str(t.sizes()),
              " to ", shape_str(shape), ": dim ", i, " has size ", have, ", not 1 or ", want);

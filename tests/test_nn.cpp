@@ -215,3 +215,17 @@ TEST(Training, MlpLearnsASyntheticProblem) {
   EXPECT_GT(first, 0.6);
   EXPECT_LT(last, 0.15);
 }
+
+TEST(Optim, AdamWCountsStepsPerParameter) {
+  // b gets its first gradient at the second step: like PyTorch, its bias correction is that of
+  // step 1, so its first move is lr * sign(g) (up to eps), exactly as a's first move was.
+  Tensor a = from_vector(std::vector<double>{0.0}).set_requires_grad(true);
+  Tensor b = from_vector(std::vector<double>{0.0}).set_requires_grad(true);
+  optim::AdamW opt({a, b}, {.lr = 0.1, .weight_decay = 0.0});
+  a.mutable_grad() = from_vector(std::vector<double>{3.0});
+  opt.step();
+  EXPECT_NEAR(a.item(), -0.1, 1e-9);
+  b.mutable_grad() = from_vector(std::vector<double>{-5.0});
+  opt.step();
+  EXPECT_NEAR(b.item(), 0.1, 1e-9);
+}

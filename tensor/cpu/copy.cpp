@@ -27,6 +27,7 @@ void copy_typed(const Tensor& dst, const Tensor& src) {
 
 void copy_(const Tensor& dst, const Tensor& src) {
   cpu::check_cpu("copy_", {&dst, &src});
+  cpu::check_writable("copy_", dst);
   MP_CHECK(broadcast_shapes(dst.sizes(), src.sizes(), "copy_") == dst.sizes(), "copy_: cannot copy shape ",
            shape_str(src.sizes()), " into ", shape_str(dst.sizes()));
   MP_DISPATCH_ALL(dst.dtype(), "copy_", [&] {
@@ -57,6 +58,7 @@ Tensor to(const Tensor& t, DType dtype) {
 
 void fill_(const Tensor& t, double value) {
   cpu::check_cpu("fill_", {&t});
+  cpu::check_writable("fill_", t);
   MP_DISPATCH_ALL(t.dtype(), "fill_", [&] {
     const auto v = static_cast<scalar_t>(value);
     scalar_t* o = t.data_ptr<scalar_t>();

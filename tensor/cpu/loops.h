@@ -17,6 +17,13 @@ namespace minipipe::cpu {
 // Operands of an elementwise op must all live on the CPU (CUDA kernels come with that backend).
 void check_cpu(const char* op, std::initializer_list<const Tensor*> ts);
 
+// An op writing into `t` must not meet the same element twice (an expanded dim: stride 0).
+inline void check_writable(const char* op, const Tensor& t) {
+  for (int64_t d = 0; d < t.dim(); ++d)
+    MP_CHECK(t.stride(d) != 0 || t.size(d) <= 1, op, ": cannot write into a tensor whose dim ", d,
+             " is expanded (stride 0, shape ", shape_str(t.sizes()), "); clone() it first");
+}
+
 inline constexpr int64_t kParallelGrain = 32768;  // elements below which one thread is faster
 
 template <int N>

@@ -48,9 +48,11 @@ Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
     const scalar_t* x = t.data_ptr<scalar_t>();
     auto inner = [=](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
       if (st[0] == 0) {
-        Acc s = 0;
+        // Continue the output's running sum (not a partial sum added at the end), so each output
+        // adds its elements in logical order whatever the input's layout.
+        Acc s = pa[off[0]];
         for (int64_t i = 0; i < n; ++i) s += static_cast<Acc>(x[off[1] + i * st[1]]);
-        pa[off[0]] += s;
+        pa[off[0]] = s;
       } else {
         for (int64_t i = 0; i < n; ++i) pa[off[0] + i * st[0]] += static_cast<Acc>(x[off[1] + i * st[1]]);
       }

@@ -94,4 +94,24 @@ Tensor stack(const std::vector<Tensor>& ts, int64_t dim);
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 using ops::one_hot;
 
+// ---- transformer ops (ops_transformer.cpp) ----
+// LayerNorm over the last dim (fused; caches mean and rstd): x: [..., C], weight, bias: [C] -> [..., C]
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// Row lookup: weight: [V, C], int64 index: [...] -> [..., C]; the gradient scatter-adds into weight.
+Tensor embedding(const Tensor& weight, const Tensor& index);
+// softmax(scale * att) under the causal mask, att: [..., Tq, Tk] (see ops::causal_softmax).
+Tensor causal_softmax(const Tensor& att, double scale);
+// Causal scaled dot-product attention on heads. q, k, v: [B, H, T, hd] -> [B, H, T, hd]:
+//   y = dropout(causal_softmax(q k^T, 1/sqrt(hd)), p) v
+Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double dropout_p = 0.0,
+                        bool training = false, Generator* gen = nullptr);
+// The same without dropout, composed from matmul, masked_fill(-inf above the diagonal) and
+// softmax: the reference the fused path is tested against.
+Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v);
+// The attention of a GPT block as one op (ops::attention_forward / attention_backward): qkv from
+// the fused projection, [B, T, 3C] -> [B, T, C] (heads merged), with dropout p on the weights.
+// Same result as splitting qkv into heads and calling causal_attention (tested), one node.
+Tensor causal_self_attention(const Tensor& qkv, int64_t n_head, double dropout_p = 0.0, bool training = false,
+                             Generator* gen = nullptr);
+
 }  // namespace minipipe

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <optional>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,8 @@ Tensor transpose(const Tensor& t, int64_t d0, int64_t d1);
 Tensor permute(const Tensor& t, const std::vector<int64_t>& dims);
 Tensor narrow(const Tensor& t, int64_t dim, int64_t start, int64_t length);
 Tensor slice(const Tensor& t, int64_t dim, int64_t start, int64_t end, int64_t step = 1);
+// Python-style slice bounds on a dim of size n: negatives count from the end, then clamp.
+std::pair<int64_t, int64_t> normalize_slice(int64_t n, int64_t start, int64_t end);
 Tensor select(const Tensor& t, int64_t dim, int64_t index);  // drops `dim`
 Tensor unsqueeze(const Tensor& t, int64_t dim);
 Tensor squeeze(const Tensor& t, int64_t dim);
@@ -108,5 +111,34 @@ Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype = DType::Fl
 // ---- random (tensor/cpu/random.cpp) ----
 // Inverted dropout mask: 0 with probability p, else 1/(1-p); shape and dtype of `like`.
 Tensor dropout_mask(const Tensor& like, double p, Generator& gen);
+
+// ---- transformer kernels (tensor/cpu/layernorm.cpp, embedding.cpp, attention.cpp) ----
+// LayerNorm over the last dim, fused: x: [..., C], weight, bias: [C] ->
+// {out [..., C], mean [rows], rstd [rows]} with rows = numel / C; out = (x - mean) * rstd * w + b,
+// rstd = 1 / sqrt(var + eps) (biased variance). mean and rstd are cached for the backward.
+std::tuple<Tensor, Tensor, Tensor> layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                                             double eps);
+// -> {dx [..., C], dweight [C], dbias [C]}. dweight/dbias are summed over rows in a fixed order.
+std::tuple<Tensor, Tensor, Tensor> layernorm_backward(const Tensor& dout, const Tensor& x, const Tensor& weight,
+                                                      const Tensor& mean, const Tensor& rstd);
+// Row lookup: weight: [V, C], int64 index: [...] -> [..., C].
+Tensor embedding(const Tensor& weight, const Tensor& index);
+// Scatter-add of grad: [..., C] into a zero [V, C] table, rows added in index order
+// (deterministic whatever the thread count; threads split the C columns).
+Tensor embedding_backward(const Tensor& grad, const Tensor& index, int64_t num_embeddings);
+// Causal softmax over the last dim of scale * att. att: [..., Tq, Tk] with Tq <= Tk; query i sits at
+// position i + Tk - Tq and sees keys j <= that position; the rest of the row is exactly 0.
+Tensor causal_softmax(const Tensor& att, double scale);
+// y = causal_softmax(att, scale): d att = scale * y * (g - sum_j(g * y)); masked entries get 0.
+Tensor causal_softmax_backward(const Tensor& grad, const Tensor& y, double scale);
+// Causal multi-head self-attention from a fused QKV projection (llm.c's attention_forward).
+// qkv: [B, T, 3C] = [q | k | v], each split into H heads of hd = C / H channels ->
+// {out [B, T, C] (heads side by side), att [B, H, T, T] (softmax weights, cached for backward)}:
+//   att = causal_softmax(q k^T, 1/sqrt(hd)),  out = (att * mask) v.  mask: the dropout mask of
+//   att's shape (0 or 1/(1-p)), or undefined for none.
+std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, const Tensor& mask = {});
+// -> dqkv [B, T, 3C], from dout [B, T, C] and what the forward cached.
+Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head,
+                          const Tensor& mask = {});
 
 }  // namespace minipipe::ops

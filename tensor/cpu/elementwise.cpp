@@ -3,6 +3,7 @@
 // live in loops.h.
 #include <cmath>
 
+#include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/factory.h"
 #include "tensor/ops.h"
@@ -165,7 +166,7 @@ Tensor relu(const Tensor& a) {
 Tensor gelu(const Tensor& a) {
   return unary<true>("gelu", a, [](auto x) {
     using T = decltype(x);
-    return T(0.5) * x * (T(1) + std::tanh(T(kGeluK) * (x + T(kGeluC) * x * x * x)));
+    return T(0.5) * x * (T(1) + cpu::fast_tanh(T(kGeluK) * (x + T(kGeluC) * x * x * x)));
   });
 }
 
@@ -176,7 +177,7 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x) {
   // d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) k (1 + 3 c x^2), t = tanh(k (x + c x^3))
   return binary<true>("gelu_backward", g, x, [](auto gv, auto xv) {
     using T = decltype(xv);
-    T t = std::tanh(T(kGeluK) * (xv + T(kGeluC) * xv * xv * xv));
+    T t = cpu::fast_tanh(T(kGeluK) * (xv + T(kGeluC) * xv * xv * xv));
     T d = T(0.5) * (T(1) + t) + T(0.5) * xv * (T(1) - t * t) * T(kGeluK) * (T(1) + T(3 * kGeluC) * xv * xv);
     return gv * d;
   });
@@ -230,6 +231,7 @@ Tensor masked_fill(const Tensor& t, const Tensor& mask, double value) {
 
 void add_(const Tensor& a, const Tensor& b, double alpha) {
   cpu::check_cpu("add_", {&a, &b});
+  cpu::check_writable("add_", a);
   MP_CHECK(a.dtype() == b.dtype(), "add_: dtype mismatch: ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
   MP_CHECK(broadcast_shapes(a.sizes(), b.sizes(), "add_") == a.sizes(), "add_: cannot add shape ",
            shape_str(b.sizes()), " into ", shape_str(a.sizes()), " in place");
@@ -241,6 +243,7 @@ void add_(const Tensor& a, const Tensor& b, double alpha) {
 
 void mul_scalar_(const Tensor& a, double s) {
   cpu::check_cpu("mul_scalar_", {&a});
+  cpu::check_writable("mul_scalar_", a);
   MP_DISPATCH_FLOAT(a.dtype(), "mul_scalar_", [&] {
     const auto sv = static_cast<scalar_t>(s);
     unary_into<scalar_t>(a, a, [sv](auto x) { return x * sv; });

@@ -17,9 +17,11 @@
 #include <map>
 
 #include "nn/transformer.h"
+#include "benchmarks/peak.h"
 #include "tensor/threads.h"
 
 using namespace minipipe;
+using namespace minipipe::bench;
 
 namespace {
 
@@ -48,61 +50,6 @@ nn::GPTConfig config_of(const Model& m) {
   c.n_head = m.heads;
   c.context = m.context;
   return c;
-}
-
-// ---- the float32 peak ----
-
-struct Peak {
-  double mhz = 0;
-  int family = 0, lanes = 8;
-  double formula = 0;   // lanes x 2 FMA units x 2 flops x clock, per core
-  double measured = 0;  // FMA probe, one core
-};
-
-Peak read_cpuinfo() {
-  Peak p;
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  auto value = [](const std::string& l) { return l.substr(l.find(':') + 2); };
-  while (std::getline(in, line)) {
-    if (line.rfind("cpu family", 0) == 0 && p.family == 0) p.family = std::stoi(value(line));
-    else if (line.rfind("cpu MHz", 0) == 0 && p.mhz == 0) p.mhz = std::stod(value(line));
-    else if (line.rfind("flags", 0) == 0 && line.find(" avx512f") != std::string::npos) p.lanes = 16;
-  }
-  p.formula = p.lanes * 2 * 2 * p.mhz / 1e3;
-  return p;
-}
-
-// Twelve independent FMA chains (> latency 4 x 2 pipes) run at the FMA units' throughput; the
-// best of five 0.1 s runs is the least disturbed on a shared machine.
-double fma_probe_gflops() {
-#if defined(__AVX512F__)
-  using V = __m512;
-  constexpr int kLanes = 16;
-  auto set = [](float x) { return _mm512_set1_ps(x); };
-  auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
-#else
-  using V = __m256;
-  constexpr int kLanes = 8;
-  auto set = [](float x) { return _mm256_set1_ps(x); };
-  auto fma = [](V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); };
-#endif
-  double best = 0;
-  for (int rep = 0; rep < 5; ++rep) {
-    V a[12];
-    for (auto& v : a) v = set(1.0f);
-    const V m = set(0.999999f), c = set(1e-6f);
-    const int64_t iters = 20'000'000;
-    const auto t0 = std::chrono::steady_clock::now();
-    for (int64_t i = 0; i < iters; ++i) {
-      for (auto& v : a) v = fma(v, m, c);
-      asm volatile("" : "+v"(a[0]), "+v"(a[1]), "+v"(a[2]), "+v"(a[3]), "+v"(a[4]), "+v"(a[5]), "+v"(a[6]),
-                   "+v"(a[7]), "+v"(a[8]), "+v"(a[9]), "+v"(a[10]), "+v"(a[11]));
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, 12.0 * iters * kLanes * 2 / s / 1e9);
-  }
-  return best;
 }
 
 // ---- the benchmark: one training step ----

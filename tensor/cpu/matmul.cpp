@@ -1,7 +1,11 @@
-// CPU matrix products through Eigen::Map over tensor storage (no copies for row-major or
-// transposed operands). With MINIPIPE_BLAS (the default) Eigen hands the GEMM to OpenBLAS;
-// docs/performance.md has the measurements behind that choice.
+// CPU matrix products over tensor storage (no copies for row-major or transposed operands).
+// With MINIPIPE_BLAS (the default) each GEMM is one cblas_sgemm/dgemm call into OpenBLAS;
+// without it, Eigen's own GEMM through Eigen::Map. docs/performance.md has the measurements
+// behind that choice.
 #include <Eigen/Core>
+#ifdef MINIPIPE_BLAS
+#include <cblas.h>
+#endif
 
 #include "tensor/cpu/loops.h"
 #include "tensor/ops.h"
@@ -37,27 +41,52 @@ void gemm_mapped(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, 
   C.noalias() = A * B;
 }
 
+#ifdef MINIPIPE_BLAS
+// Straight to cblas with beta = 0. (Eigen's BLAS path zeroes C and then calls with beta = 1: an
+// extra pass over C that showed on the MLP's thinnest products; same bits either way.)
+// A column-major operand is the transpose of a row-major one with the same leading dimension.
+void blas_gemm(const float* a, Layout la, const float* b, Layout lb, float* c, int64_t n, int64_t k, int64_t m) {
+  cblas_sgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
+              n, m, k, 1.0f, a, la.ld, b, lb.ld, 0.0f, c, m);
+}
+void blas_gemm(const double* a, Layout la, const double* b, Layout lb, double* c, int64_t n, int64_t k, int64_t m) {
+  cblas_dgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
+              n, m, k, 1.0, a, la.ld, b, lb.ld, 0.0, c, m);
+}
+#endif
+
 // c[n, m] = a[n, k] @ b[k, m] for one pair of matrices with the given layouts.
 template <typename T>
 void gemm(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m) {
+  if (n == 0 || m == 0) return;
   if (k == 0) {
     std::fill(c, c + n * m, T(0));
     return;
   }
+#ifdef MINIPIPE_BLAS
+  blas_gemm(a, la, b, lb, c, n, k, m);
+#else
   constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
   if (la.row_major && lb.row_major) gemm_mapped<T, R, R>(a, la, b, lb, c, n, k, m);
   else if (la.row_major) gemm_mapped<T, R, C>(a, la, b, lb, c, n, k, m);
   else if (lb.row_major) gemm_mapped<T, C, R>(a, la, b, lb, c, n, k, m);
   else gemm_mapped<T, C, C>(a, la, b, lb, c, n, k, m);
+#endif
 }
 
 // Many small products (attention heads): one per thread, each GEMM single-threaded.
-// One big product: the BLAS uses every thread itself.
+// One big product: the BLAS uses every thread itself. Below ~2^18 multiply-adds in all, waking
+// the thread team costs more than it saves (and far more on an oversubscribed machine).
 template <typename T>
 void gemm_batched(const T* pa, Layout la, const std::vector<int64_t>& off_a, const T* pb, Layout lb,
                   const std::vector<int64_t>& off_b, T* pc, int64_t n, int64_t k, int64_t m) {
   const int64_t batches = static_cast<int64_t>(off_a.size());
-#pragma omp parallel for schedule(static) if (batches > 1 && !omp_in_parallel())
+  const bool par = batches > 1 && batches * n * k * m >= (int64_t{1} << 18) && !omp_in_parallel();
+  if (!par) {  // no OpenMP region at all: even an if(false) one costs a futex wake, ~0.5 us
+    for (int64_t i = 0; i < batches; ++i) gemm<T>(pa + off_a[i], la, pb + off_b[i], lb, pc + i * n * m, n, k, m);
+    return;
+  }
+#pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < batches; ++i) gemm<T>(pa + off_a[i], la, pb + off_b[i], lb, pc + i * n * m, n, k, m);
 }
 
@@ -79,6 +108,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
 
   Shape a_batch(a.sizes().begin(), a.sizes().end() - 2), b_batch(b.sizes().begin(), b.sizes().end() - 2);
+  for (size_t i = 1; i <= std::min(a_batch.size(), b_batch.size()); ++i) {
+    const int64_t da = a_batch[a_batch.size() - i], db = b_batch[b_batch.size() - i];
+    MP_CHECK(da == db || da == 1 || db == 1, "matmul: batch dimensions cannot be broadcast: ",
+             shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
+  }
   Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
   Shape a_full = batch, b_full = batch, out_shape = batch;
   a_full.insert(a_full.end(), {n, k});
@@ -96,6 +130,11 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     b = contiguous(b);
     lb = layout_of(k, m, b.stride(-2), b.stride(-1));
   }
+#ifdef MINIPIPE_BLAS
+  // Checked here, not in the GEMM: an exception must not leave an OpenMP region.
+  MP_CHECK(std::max({n, k, m, la.ld, lb.ld}) <= INT32_MAX, "matmul: dimensions of ", shape_str(a_in.sizes()),
+           " x ", shape_str(b_in.sizes()), " exceed the 32-bit indices of BLAS");
+#endif
   Tensor out = empty(out_shape, a.options());
   const int64_t batches = shape_numel(batch);
   // Element offsets of every batch's matrix in a and b (batch dims may be broadcast: stride 0).

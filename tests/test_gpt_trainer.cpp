@@ -15,26 +15,15 @@
 #include <regex>
 #include <string>
 
+#include "tests/run_program.h"
+
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
+using Result = minipipe::test_util::ProgramResult;
 
-Result run(const std::string& args) {
-  const std::string cmd = std::string(MINIPIPE_BUILD_DIR) + "/train_gpt " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), pipe)) r.output += buf.data();
-  int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result run(const std::string& args) { return minipipe::test_util::run_program("train_gpt", args); }
 
 class TrainGpt : public ::testing::Test {
  protected:

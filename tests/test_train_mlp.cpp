@@ -9,24 +9,13 @@
 #include <regex>
 #include <string>
 
+#include "tests/run_program.h"
+
 namespace {
 
-struct Result {
-  int status = -1;
-  std::string output;
-};
+using Result = minipipe::test_util::ProgramResult;
 
-Result run(const std::string& args) {
-  const std::string cmd = std::string(MINIPIPE_BUILD_DIR) + "/train_mlp " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  while (fgets(buf.data(), buf.size(), pipe)) r.output += buf.data();
-  int status = pclose(pipe);
-  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+Result run(const std::string& args) { return minipipe::test_util::run_program("train_mlp", args); }
 
 // Every "epoch" line without its timing columns.
 std::string figures(const std::string& out) {

@@ -5,6 +5,7 @@
 
 #include "nn/nn.h"
 #include "parallel/profile.h"
+#include "tests/run_program.h"
 
 using namespace minipipe;
 
@@ -81,4 +82,14 @@ TEST(PartitionProfile, LeavesGradsAndRandomStreamUntouched) {
   auto params = m->parameters();
   for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(params[i].grad().to_vector<float>(), before[i]) << i;
   EXPECT_EQ(default_generator().next_u64(), saved.next_u64());
+}
+
+TEST(PartitionProfile, ShowPartitionProgramPrintsTablesAndRejectsBadStages) {
+  auto ok = test_util::run_program("show_partition", "--model mlp --stages 2 --repeats 1 --microbatch 4");
+  ASSERT_EQ(ok.status, 0) << ok.output;
+  for (const char* part : {"uniform", "by_params", "by_time", "predicted bottleneck", "(loss)"})
+    EXPECT_NE(ok.output.find(part), std::string::npos) << part << "\n" << ok.output;
+  auto bad = test_util::run_program("show_partition", "--model mlp --stages 6");
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_NE(bad.output.find("5 layers"), std::string::npos) << bad.output;
 }

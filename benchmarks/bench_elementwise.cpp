@@ -5,8 +5,6 @@
 #include <omp.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <array>
 #include <benchmark/benchmark.h>
 #include <cmath>
 #include <cstdio>
@@ -15,6 +13,7 @@
 #include <map>
 #include <sstream>
 
+#include "benchmarks/reporter.h"
 #include "tensor/factory.h"
 #include "tensor/ops.h"
 #include "tensor/threads.h"
@@ -96,40 +95,17 @@ std::string size_name(int64_t numel) { return std::to_string(numel >> 20) + "M";
 
 // ---- the summary table: medians over the repetitions ----
 
-class TableReporter : public benchmark::ConsoleReporter {
+class TableReporter : public bench::MedianReporter {
  public:
   TableReporter(std::vector<std::string> ops, std::vector<std::string> sizes, std::vector<int> threads)
-      : ops_(std::move(ops)), sizes_(std::move(sizes)), threads_(std::move(threads)) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    bool has_median = false;
-    for (const Run& r : runs) {
-      auto it = r.counters.find("GB/s");
-      if (r.error_occurred || it == r.counters.end()) continue;
-      if (r.run_type == Run::RT_Iteration) samples_[r.run_name.str()].push_back(it->second.value);
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
-        medians_[r.run_name.str()] = it->second.value;
-        has_median = true;
-      }
-    }
-    // Console: the median of each benchmark when there are repetitions, else its one run.
-    std::vector<Run> shown;
-    for (const Run& r : runs)
-      if (has_median ? r.aggregate_name == "median" : r.run_type == Run::RT_Iteration) shown.push_back(r);
-    ConsoleReporter::ReportRuns(shown);
-  }
+      : MedianReporter({"GB/s"}), ops_(std::move(ops)), sizes_(std::move(sizes)), threads_(std::move(threads)) {}
 
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::map<std::string, double> res = medians_;
-    for (auto [name, v] : samples_) {
-      if (res.count(name)) continue;
-      std::sort(v.begin(), v.end());
-      res[name] = v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-    }
+    const auto res = medians();
     auto get = [&](const std::string& op, const std::string& size, int t) {
       auto it = res.find("elementwise/" + op + "/" + size + "/threads:" + std::to_string(t) + "/real_time");
-      return it == res.end() ? NAN : it->second;
+      return it == res.end() ? NAN : it->second.at("GB/s");
     };
     std::printf("\nGB/s = bytes read + written / time (medians); %%copy = GB/s / memcpy's GB/s at the same size and threads\n\n");
     std::printf("%-9s %5s", "op", "size");
@@ -152,8 +128,6 @@ class TableReporter : public benchmark::ConsoleReporter {
  private:
   std::vector<std::string> ops_, sizes_;
   std::vector<int> threads_;
-  std::map<std::string, double> medians_;
-  std::map<std::string, std::vector<double>> samples_;
 };
 
 }  // namespace

@@ -8,7 +8,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <array>
 #include <benchmark/benchmark.h>
 #include <chrono>
 #include <cmath>
@@ -18,6 +17,7 @@
 
 #include "nn/transformer.h"
 #include "benchmarks/peak.h"
+#include "benchmarks/reporter.h"
 #include "tensor/threads.h"
 
 using namespace minipipe;
@@ -98,39 +98,15 @@ void bm_step(benchmark::State& st, Model m, int threads) {
 
 // ---- the summary: medians over repetitions (or over the single run) ----
 
-class TableReporter : public benchmark::ConsoleReporter {
+class TableReporter : public MedianReporter {
  public:
-  static constexpr const char* kKeys[] = {"tokens/s", "GFLOP/s", "MFLOP/token", "params", "fwd_ms", "bwd_ms", "opt_ms"};
-  using Row = std::array<double, 9>;  // the counters, then real and process CPU time per step
-  TableReporter(Peak peak, std::vector<int> threads) : peak_(peak), threads_(std::move(threads)) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    for (const Run& r : runs) {
-      if (r.error_occurred || !r.counters.count("GFLOP/s")) continue;
-      Row v{};
-      for (size_t i = 0; i < 7; ++i) v[i] = r.counters.at(kKeys[i]).value;
-      v[7] = r.GetAdjustedRealTime();
-      v[8] = r.GetAdjustedCPUTime();
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") medians_[r.run_name.str()] = v;
-      else if (r.run_type == Run::RT_Iteration) samples_[r.run_name.str()].push_back(v);
-    }
-    ConsoleReporter::ReportRuns(runs);
-  }
+  TableReporter(Peak peak, std::vector<int> threads)
+      : MedianReporter({"tokens/s", "GFLOP/s", "params", "fwd_ms", "bwd_ms", "opt_ms"}), peak_(peak),
+        threads_(std::move(threads)) {}
 
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::map<std::string, Row> res = medians_;
-    for (const auto& [name, v] : samples_) {
-      if (res.count(name)) continue;
-      Row med{};
-      for (size_t j = 0; j < med.size(); ++j) {
-        std::vector<double> s;
-        for (const auto& x : v) s.push_back(x[j]);
-        std::sort(s.begin(), s.end());
-        med[j] = s[s.size() / 2];
-      }
-      res[name] = med;
-    }
+    const auto res = medians();
     const double ref = peak_.measured > 0 ? peak_.measured : peak_.formula;
     std::printf("\nFLOPs per token = 6 N + 12 L T C (N = matmul weights incl. LM head; attention's q k^T and att v "
                 "over the full T x T)\n");
@@ -145,17 +121,16 @@ class TableReporter : public benchmark::ConsoleReporter {
         const std::string prefix = "gpt_step/" + m.name + "/threads:" + std::to_string(t) + "/";
         auto it = std::find_if(res.begin(), res.end(), [&](const auto& kv) { return kv.first.starts_with(prefix); });
         if (it == res.end()) continue;
-        const Row& r = it->second;
-        std::printf("%-22s %3d %9.0f %10.0f %8.1f %6.1f%% %8.1f %8.1f %8.1f %6.2f\n", m.name.c_str(), t, r[3], r[0],
-                    r[1], 100 * r[1] / (t * ref), r[4], r[5], r[6], r[8] / (r[7] * t));
+        const auto& r = it->second;
+        std::printf("%-22s %3d %9.0f %10.0f %8.1f %6.1f%% %8.1f %8.1f %8.1f %6.2f\n", m.name.c_str(), t,
+                    r.at("params"), r.at("tokens/s"), r.at("GFLOP/s"), 100 * r.at("GFLOP/s") / (t * ref),
+                    r.at("fwd_ms"), r.at("bwd_ms"), r.at("opt_ms"), r.at("cpu_time") / (r.at("real_time") * t));
       }
   }
 
  private:
   Peak peak_;
   std::vector<int> threads_;
-  std::map<std::string, Row> medians_;
-  std::map<std::string, std::vector<Row>> samples_;
 };
 
 }  // namespace

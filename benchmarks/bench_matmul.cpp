@@ -7,7 +7,6 @@
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <array>
 #include <benchmark/benchmark.h>
 #include <chrono>
 #include <cmath>
@@ -19,6 +18,7 @@
 #include "tensor/factory.h"
 #include "tensor/ops.h"
 #include "benchmarks/peak.h"
+#include "benchmarks/reporter.h"
 #include "tensor/threads.h"
 
 using namespace minipipe;
@@ -137,44 +137,22 @@ struct Summary {
   double gflops = NAN, real = NAN, cpu = NAN, best = NAN;
 };
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? NAN : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
-}
-
-class TableReporter : public benchmark::ConsoleReporter {
+class TableReporter : public MedianReporter {
  public:
   TableReporter(Peak peak, std::vector<std::string> shape_order)
-      : peak_(std::move(peak)), shape_order_(std::move(shape_order)) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    bool has_median = false;
-    for (const Run& r : runs) {
-      auto it = r.counters.find("GFLOP/s");
-      if (r.error_occurred || it == r.counters.end()) continue;
-      const std::array<double, 3> v = {it->second.value, r.GetAdjustedRealTime(), r.GetAdjustedCPUTime()};
-      if (r.run_type == Run::RT_Iteration) samples_[r.run_name.str()].push_back(v);
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
-        medians_[r.run_name.str()] = v;
-        has_median = true;
-      }
-    }
-    // Console: the median of each benchmark when there are repetitions, else its one run.
-    std::vector<Run> shown;
-    for (const Run& r : runs)
-      if (has_median ? r.aggregate_name == "median" : r.run_type == Run::RT_Iteration) shown.push_back(r);
-    ConsoleReporter::ReportRuns(shown);
-  }
+      : MedianReporter({"GFLOP/s"}), peak_(std::move(peak)), shape_order_(std::move(shape_order)) {}
 
   void Finalize() override {
     ConsoleReporter::Finalize();
     // name: matmul/<impl>/<shape>/threads:<t>
     std::map<std::pair<std::string, int>, std::map<std::string, Summary>> rows;
-    for (const auto& [name, v] : summaries()) {
+    for (const auto& [name, v] : medians()) {
       std::vector<std::string> parts;
       std::stringstream ss(name);
       for (std::string p; std::getline(ss, p, '/');) parts.push_back(p);
-      if (parts.size() >= 4) rows[{parts[2], std::stoi(parts[3].substr(parts[3].find(':') + 1))}][parts[1]] = v;
+      if (parts.size() >= 4)
+        rows[{parts[2], std::stoi(parts[3].substr(parts[3].find(':') + 1))}][parts[1]] = {
+            v.at("GFLOP/s"), v.at("real_time"), v.at("cpu_time"), best(name, "GFLOP/s")};
     }
     const double ref = peak_.measured > 0 ? peak_.measured : peak_.formula;
     std::printf("\nminipipe GEMM: %s\n", kBackend);
@@ -196,21 +174,8 @@ class TableReporter : public benchmark::ConsoleReporter {
   }
 
  private:
-  std::map<std::string, Summary> summaries() const {
-    std::map<std::string, Summary> out;
-    for (const auto& [name, v] : medians_) out[name] = {v[0], v[1], v[2], NAN};
-    for (const auto& [name, v] : samples_) {
-      std::vector<double> col[3];
-      for (const auto& x : v)
-        for (int j = 0; j < 3; ++j) col[j].push_back(x[j]);
-      out[name] = {median(col[0]), median(col[1]), median(col[2]), *std::max_element(col[0].begin(), col[0].end())};
-    }
-    return out;
-  }
   Peak peak_;
   std::vector<std::string> shape_order_;
-  std::map<std::string, std::array<double, 3>> medians_;
-  std::map<std::string, std::vector<std::array<double, 3>>> samples_;
 };
 
 }  // namespace

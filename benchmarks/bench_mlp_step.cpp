@@ -5,8 +5,6 @@
 #include <immintrin.h>
 
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <array>
 #include <benchmark/benchmark.h>
 #include <chrono>
 #include <cmath>
@@ -16,6 +14,7 @@
 
 #include "nn/nn.h"
 #include "benchmarks/peak.h"
+#include "benchmarks/reporter.h"
 #include "tensor/threads.h"
 
 using namespace minipipe;
@@ -83,46 +82,15 @@ void bm_step(benchmark::State& st, MlpConfig cfg, int threads) {
 
 // ---- the summary table: medians over the repetitions, and the best samples/s ----
 
-class TableReporter : public benchmark::ConsoleReporter {
+class TableReporter : public bench::MedianReporter {
  public:
-  static constexpr const char* kKeys[] = {"samples/s", "GFLOP/s", "fwd_ms", "bwd_ms", "adamw_ms"};
-  using Row = std::array<double, 5>;
-  TableReporter(std::pair<double, double> peaks, std::vector<int> threads) : peaks_(peaks), threads_(std::move(threads)) {}
-
-  void ReportRuns(const std::vector<Run>& runs) override {
-    bool has_median = false;
-    for (const Run& r : runs) {
-      if (r.error_occurred || !r.counters.count("GFLOP/s")) continue;
-      Row v{};
-      for (size_t i = 0; i < v.size(); ++i) v[i] = r.counters.at(kKeys[i]).value;
-      if (r.run_type == Run::RT_Iteration) samples_[r.run_name.str()].push_back(v);
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "median") {
-        medians_[r.run_name.str()] = v;
-        has_median = true;
-      }
-    }
-    // Console: the median of each benchmark when there are repetitions, else its one run.
-    std::vector<Run> shown;
-    for (const Run& r : runs)
-      if (has_median ? r.aggregate_name == "median" : r.run_type == Run::RT_Iteration) shown.push_back(r);
-    ConsoleReporter::ReportRuns(shown);
-  }
+  TableReporter(std::pair<double, double> peaks, std::vector<int> threads)
+      : MedianReporter({"samples/s", "GFLOP/s", "fwd_ms", "bwd_ms", "adamw_ms"}), peaks_(peaks),
+        threads_(std::move(threads)) {}
 
   void Finalize() override {
     ConsoleReporter::Finalize();
-    std::map<std::string, Row> res = medians_;
-    std::map<std::string, double> best;
-    for (const auto& [name, v] : samples_) {
-      Row med{};
-      for (size_t j = 0; j < med.size(); ++j) {
-        std::vector<double> s;
-        for (const auto& x : v) s.push_back(x[j]);
-        std::sort(s.begin(), s.end());
-        med[j] = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
-        if (j == 0) best[name] = s.back();
-      }
-      res[name] = med;
-    }
+    const auto res = medians();
     std::printf("\nFLOPs per step = 6 x params x batch (2 forward, 4 backward; this slightly overcounts: the "
                 "first layer's input gradient is never computed)\n");
     std::printf("peak per core: %.1f GFLOP/s by the formula (lanes x 2 FMA x 2 flops x cpuinfo clock), %.1f "
@@ -136,11 +104,12 @@ class TableReporter : public benchmark::ConsoleReporter {
         const std::string name = "mlp_step/" + cfg.name + "/threads:" + std::to_string(t) + "/real_time";
         auto it = res.find(name);
         if (it == res.end()) continue;
-        const Row& r = it->second;
-        if (std::isnan(base)) base = r[0];
-        std::printf("%-22s %3d %10.0f %10.0f %8.1f %6.1f%% %7.2f %7.2f %8.2f %8.2f\n", cfg.name.c_str(), t, r[0],
-                    best.count(name) ? best[name] : NAN, r[1], 100 * r[1] / (t * peaks_.second), r[2], r[3], r[4],
-                    r[0] / base);
+        const auto& r = it->second;
+        if (std::isnan(base)) base = r.at("samples/s");
+        std::printf("%-22s %3d %10.0f %10.0f %8.1f %6.1f%% %7.2f %7.2f %8.2f %8.2f\n", cfg.name.c_str(), t,
+                    r.at("samples/s"), best(name, "samples/s"), r.at("GFLOP/s"),
+                    100 * r.at("GFLOP/s") / (t * peaks_.second), r.at("fwd_ms"), r.at("bwd_ms"), r.at("adamw_ms"),
+                    r.at("samples/s") / base);
       }
     }
   }
@@ -148,8 +117,6 @@ class TableReporter : public benchmark::ConsoleReporter {
  private:
   std::pair<double, double> peaks_;  // per core: formula, measured
   std::vector<int> threads_;
-  std::map<std::string, Row> medians_;
-  std::map<std::string, std::vector<Row>> samples_;
 };
 
 }  // namespace

@@ -85,6 +85,9 @@ TEST_P(TransformerGradcheck, MatchesCentralDifferences) {
   EXPECT_GT(res.checked, 0);
 }
 
+// Test names in ctest show the case name, not gtest's byte dump of the struct.
+void PrintTo(const GradCase& c, std::ostream* os) { *os << c.name; }
+
 INSTANTIATE_TEST_SUITE_P(Ops, TransformerGradcheck, ::testing::ValuesIn(cases()),
                          [](const ::testing::TestParamInfo<GradCase>& info) { return info.param.name; });
 

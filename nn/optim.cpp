@@ -41,12 +41,15 @@ std::vector<std::vector<Tensor>> empty_state(const std::vector<ParamGroup>& grou
   return s;
 }
 
-void check_grad(const Tensor& p, const Tensor& g) {
+}  // namespace
+
+Tensor Optimizer::checked_grad(const Tensor& p) {
+  Tensor g = ops::contiguous(p.grad());
   MP_CHECK(g.sizes() == p.sizes() && g.dtype() == p.dtype(), "optimizer: gradient ",
            shape_str(g.sizes()), " ", dtype_name(g.dtype()), " does not match parameter ",
            shape_str(p.sizes()), " ", dtype_name(p.dtype()));
+  return g;
 }
-}  // namespace
 
 SGD::SGD(std::vector<Tensor> params, SGDOptions opts) : SGD(std::vector<ParamGroup>{{std::move(params)}}, opts) {}
 
@@ -59,34 +62,27 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions opts)
 }
 
 void SGD::step() {
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const ParamGroup& group = groups_[gi];
-    for (size_t pi = 0; pi < group.params.size(); ++pi) {
-      const Tensor& p = group.params[pi];
-      if (!p.grad().defined()) continue;
-      Tensor g = ops::contiguous(p.grad());
-      check_grad(p, g);
-      Tensor& buf = momentum_[gi][pi];
-      const bool first = !buf.defined();
-      if (opts_.momentum != 0 && first) buf = zeros(p.sizes(), p.options());
-      MP_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
-        using T = scalar_t;
-        T* pp = p.data_ptr<T>();
-        const T* pg = g.data_ptr<T>();
-        T* pb = opts_.momentum != 0 ? buf.data_ptr<T>() : nullptr;
-        const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
-        const T mu = static_cast<T>(opts_.momentum), damp = static_cast<T>(1 - opts_.dampening);
-        for (int64_t i = 0, n = p.numel(); i < n; ++i) {
-          T d = pg[i] + wd * pp[i];
-          if (pb) {
-            pb[i] = first ? d : mu * pb[i] + damp * d;
-            d = opts_.nesterov ? d + mu * pb[i] : pb[i];
-          }
-          pp[i] -= lr * d;
+  for_each_grad([&](const ParamGroup& group, size_t gi, size_t pi, const Tensor& p, const Tensor& g) {
+    Tensor& buf = momentum_[gi][pi];
+    const bool first = !buf.defined();
+    if (opts_.momentum != 0 && first) buf = zeros(p.sizes(), p.options());
+    MP_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
+      using T = scalar_t;
+      T* pp = p.data_ptr<T>();
+      const T* pg = g.data_ptr<T>();
+      T* pb = opts_.momentum != 0 ? buf.data_ptr<T>() : nullptr;
+      const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
+      const T mu = static_cast<T>(opts_.momentum), damp = static_cast<T>(1 - opts_.dampening);
+      for (int64_t i = 0, n = p.numel(); i < n; ++i) {
+        T d = pg[i] + wd * pp[i];
+        if (pb) {
+          pb[i] = first ? d : mu * pb[i] + damp * d;
+          d = opts_.nesterov ? d + mu * pb[i] : pb[i];
         }
-      });
-    }
-  }
+        pp[i] -= lr * d;
+      }
+    });
+  });
 }
 
 AdamW::AdamW(std::vector<Tensor> params, AdamWOptions opts) : AdamW(std::vector<ParamGroup>{{std::move(params)}}, opts) {}
@@ -100,38 +96,31 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions opts)
 }
 
 void AdamW::step() {
-  for (size_t gi = 0; gi < groups_.size(); ++gi) {
-    const ParamGroup& group = groups_[gi];
-    for (size_t pi = 0; pi < group.params.size(); ++pi) {
-      const Tensor& p = group.params[pi];
-      if (!p.grad().defined()) continue;
-      Tensor g = ops::contiguous(p.grad());
-      check_grad(p, g);
-      if (!m_[gi][pi].defined()) {
-        m_[gi][pi] = zeros(p.sizes(), p.options());
-        v_[gi][pi] = zeros(p.sizes(), p.options());
-      }
-      const double t = static_cast<double>(++steps_[gi][pi]);
-      const double bc1 = 1 - std::pow(opts_.beta1, t), bc2 = 1 - std::pow(opts_.beta2, t);
-      MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
-        using T = scalar_t;
-        T* pp = p.data_ptr<T>();
-        const T* pg = g.data_ptr<T>();
-        T* pm = m_[gi][pi].data_ptr<T>();
-        T* pv = v_[gi][pi].data_ptr<T>();
-        const T b1 = static_cast<T>(opts_.beta1), b2 = static_cast<T>(opts_.beta2);
-        const T decay = static_cast<T>(1 - group.lr * group.weight_decay);
-        const T step = static_cast<T>(group.lr / bc1), inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
-        const T eps = static_cast<T>(opts_.eps);
-        for (int64_t i = 0, n = p.numel(); i < n; ++i) {
-          pp[i] *= decay;
-          pm[i] = b1 * pm[i] + (1 - b1) * pg[i];
-          pv[i] = b2 * pv[i] + (1 - b2) * pg[i] * pg[i];
-          pp[i] -= step * pm[i] / (std::sqrt(pv[i]) * inv_sqrt_bc2 + eps);
-        }
-      });
+  for_each_grad([&](const ParamGroup& group, size_t gi, size_t pi, const Tensor& p, const Tensor& g) {
+    if (!m_[gi][pi].defined()) {
+      m_[gi][pi] = zeros(p.sizes(), p.options());
+      v_[gi][pi] = zeros(p.sizes(), p.options());
     }
-  }
+    const double t = static_cast<double>(++steps_[gi][pi]);
+    const double bc1 = 1 - std::pow(opts_.beta1, t), bc2 = 1 - std::pow(opts_.beta2, t);
+    MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
+      using T = scalar_t;
+      T* pp = p.data_ptr<T>();
+      const T* pg = g.data_ptr<T>();
+      T* pm = m_[gi][pi].data_ptr<T>();
+      T* pv = v_[gi][pi].data_ptr<T>();
+      const T b1 = static_cast<T>(opts_.beta1), b2 = static_cast<T>(opts_.beta2);
+      const T decay = static_cast<T>(1 - group.lr * group.weight_decay);
+      const T step = static_cast<T>(group.lr / bc1), inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
+      const T eps = static_cast<T>(opts_.eps);
+      for (int64_t i = 0, n = p.numel(); i < n; ++i) {
+        pp[i] *= decay;
+        pm[i] = b1 * pm[i] + (1 - b1) * pg[i];
+        pv[i] = b2 * pv[i] + (1 - b2) * pg[i] * pg[i];
+        pp[i] -= step * pm[i] / (std::sqrt(pv[i]) * inv_sqrt_bc2 + eps);
+      }
+    });
+  });
 }
 
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {

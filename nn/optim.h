@@ -27,7 +27,20 @@ class Optimizer {
 
  protected:
   Optimizer(std::vector<ParamGroup> groups, double lr, double weight_decay);
+  // Calls fn(group, group index, param index, param, contiguous grad) for every parameter that
+  // has a gradient, after checking the gradient matches the parameter.
+  template <typename Fn>
+  void for_each_grad(Fn fn) const {
+    for (size_t gi = 0; gi < groups_.size(); ++gi)
+      for (size_t pi = 0; pi < groups_[gi].params.size(); ++pi) {
+        const Tensor& p = groups_[gi].params[pi];
+        if (p.grad().defined()) fn(groups_[gi], gi, pi, p, checked_grad(p));
+      }
+  }
   std::vector<ParamGroup> groups_;
+
+ private:
+  static Tensor checked_grad(const Tensor& p);
 };
 
 struct SGDOptions {

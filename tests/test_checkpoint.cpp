@@ -13,6 +13,7 @@
 
 #include "nn/checkpoint.h"
 #include "nn/nn.h"
+#include "tests/temp_dir_test.h"
 
 namespace {
 
@@ -90,17 +91,9 @@ void expect_error(F&& f, const std::vector<std::string>& parts) {
   }
 }
 
-class Checkpoint : public ::testing::Test {
+class Checkpoint : public test_util::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("minipipe_test_ckpt_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  Checkpoint() : TempDirTest("minipipe_test_ckpt_") {}
 
   // A valid checkpoint of mlp(Float32, 1) at path("good.safetensors"), as bytes.
   Bytes good_file() {
@@ -120,7 +113,6 @@ class Checkpoint : public ::testing::Test {
     EXPECT_EQ(snapshot(*m), before) << "the module changed although loading failed";
   }
 
-  fs::path dir_;
 };
 
 // ---- round trips ----

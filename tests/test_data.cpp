@@ -16,6 +16,7 @@
 #include "nn/idx.h"
 #include "tensor/factory.h"
 #include "tensor/ops.h"
+#include "tests/temp_dir_test.h"
 
 namespace {
 
@@ -78,18 +79,9 @@ std::vector<float> scaled(const Bytes& b) {
   return out;
 }
 
-class DataFiles : public ::testing::Test {
+class DataFiles : public test_util::TempDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("minipipe_test_data_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
-  fs::path dir_;
+  DataFiles() : TempDirTest("minipipe_test_data_") {}
 };
 
 // ---- IDX reader ----

@@ -85,8 +85,9 @@ Tensor softmax(const Tensor& t, int64_t dim);
 Tensor log_softmax(const Tensor& t, int64_t dim);
 // Fused log-softmax + NLL, mean over the batch. logits [N, C], int64 targets [N] -> scalar.
 Tensor cross_entropy(const Tensor& logits, const Tensor& targets);
-// Inverted dropout: zero with probability p and scale the rest by 1/(1-p) when training.
-Tensor dropout(const Tensor& t, double p, bool training, Generator* gen = nullptr);
+// Inverted dropout: zero with probability p and scale the rest by 1/(1-p) when training. The mask
+// comes from `src`: a Generator (null: the default one) or a counter key (tensor/generator.h).
+Tensor dropout(const Tensor& t, double p, bool training, const RandomSource& src = {});
 
 // ---- joining and indexing (ops_index.cpp) ----
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim);
@@ -104,7 +105,7 @@ Tensor causal_softmax(const Tensor& att, double scale);
 // Causal scaled dot-product attention on heads. q, k, v: [B, H, T, hd] -> [B, H, T, hd]:
 //   y = dropout(causal_softmax(q k^T, 1/sqrt(hd)), p) v
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double dropout_p = 0.0,
-                        bool training = false, Generator* gen = nullptr);
+                        bool training = false, const RandomSource& src = {});
 // The same without dropout, composed from matmul, masked_fill(-inf above the diagonal) and
 // softmax: the reference the fused path is tested against.
 Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor& v);
@@ -112,6 +113,6 @@ Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor
 // the fused projection, [B, T, 3C] -> [B, T, C] (heads merged), with dropout p on the weights.
 // Same result as splitting qkv into heads and calling causal_attention (tested), one node.
 Tensor causal_self_attention(const Tensor& qkv, int64_t n_head, double dropout_p = 0.0, bool training = false,
-                             Generator* gen = nullptr);
+                             const RandomSource& src = {});
 
 }  // namespace minipipe

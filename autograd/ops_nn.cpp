@@ -27,10 +27,10 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& targets) {
   });
 }
 
-Tensor dropout(const Tensor& t, double p, bool training, Generator* gen) {
+Tensor dropout(const Tensor& t, double p, bool training, const RandomSource& src) {
   MP_CHECK(p >= 0.0 && p < 1.0, "dropout: probability must be in [0, 1), got ", p);
   if (!training || p == 0.0) return t;
-  Tensor mask = ops::dropout_mask(t, p, gen ? *gen : default_generator());
+  Tensor mask = ops::dropout_mask(t, p, src);
   return record("DropoutBackward", ops::mul(t, mask), {t},
                 [mask](const Tensor& g, InputGrads& gi) { gi[0] = ops::mul(g, mask); });
 }

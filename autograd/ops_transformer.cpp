@@ -56,12 +56,12 @@ void check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v
 
 // q, k, v: [B, H, T, hd];  att = q k^T: [B, H, T, T];  y = att v: [B, H, T, hd]
 Tensor causal_attention(const Tensor& q, const Tensor& k, const Tensor& v, double dropout_p, bool training,
-                        Generator* gen) {
+                        const RandomSource& src) {
   check_qkv("causal_attention", q, k, v);
   const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(3)));
   Tensor att = matmul(q, transpose(k, -2, -1));  // [B, H, T, T]
   att = causal_softmax(att, scale);              // row t: weights over keys 0..t, zeros after
-  att = dropout(att, dropout_p, training, gen);
+  att = dropout(att, dropout_p, training, src);
   return matmul(att, v);  // [B, H, T, hd]
 }
 
@@ -78,14 +78,14 @@ Tensor causal_attention_reference(const Tensor& q, const Tensor& k, const Tensor
 }
 
 // qkv: [B, T, 3C] -> [B, T, C]
-Tensor causal_self_attention(const Tensor& qkv, int64_t n_head, double dropout_p, bool training, Generator* gen) {
+Tensor causal_self_attention(const Tensor& qkv, int64_t n_head, double dropout_p, bool training,
+                             const RandomSource& src) {
   MP_CHECK(qkv.defined(), "causal_self_attention: got an undefined qkv");
   MP_CHECK(dropout_p >= 0.0 && dropout_p < 1.0, "dropout: probability must be in [0, 1), got ", dropout_p);
-  Tensor mask;  // drawn exactly as dropout(att) would draw it: same generator, same shape
+  Tensor mask;  // drawn exactly as dropout(att) would draw it: same source, same shape [B, H, T, T]
   if (training && dropout_p > 0) {
     MP_CHECK(qkv.dim() == 3, "causal_self_attention: expected qkv [B, T, 3C], got ", shape_str(qkv.sizes()));
-    mask = ops::dropout_mask(empty({qkv.size(0), n_head, qkv.size(1), qkv.size(1)}, qkv.options()), dropout_p,
-                             gen ? *gen : default_generator());
+    mask = ops::dropout_mask({qkv.size(0), n_head, qkv.size(1), qkv.size(1)}, qkv.options(), dropout_p, src);
   }
   auto [out, att] = ops::attention_forward(qkv, n_head, mask);
   // Saved: qkv [B, T, 3C], att [B, H, T, T] (softmax weights) and the mask.

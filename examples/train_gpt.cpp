@@ -138,8 +138,10 @@ int run(const Config& cfg) {
 
   // ---- model ----
   mc.vocab_size = vocab.size();
-  Generator init_gen(cfg.seed), data_gen(cfg.seed + 1), dropout_gen(cfg.seed + 2), sample_gen(cfg.seed + 3);
-  auto model = nn::make_gpt(mc, &init_gen, &dropout_gen);
+  Generator init_gen(cfg.seed), data_gen(cfg.seed + 1), sample_gen(cfg.seed + 3);
+  auto model = nn::make_gpt(mc, &init_gen);
+  auto random = std::make_shared<RandomContext>(cfg.seed + 2);  // dropout masks
+  model->set_random_context(random);
   const nn::Metadata meta = describe(mc, vocab_kind, vocab.symbols());
   if (!cfg.load.empty()) {
     for (const char* key : {"layers", "d_model", "heads", "context", "vocab_size", "tie_weights"}) {
@@ -187,6 +189,7 @@ int run(const Config& cfg) {
     if (step == cfg.steps) break;
     const auto ts = std::chrono::steady_clock::now();
     nn::Batch b = nn::sample_batch(split.train, cfg.batch, cfg.context, data_gen, "train");
+    random->step = static_cast<uint64_t>(step);
     opt.zero_grad();
     Tensor loss = nn::gpt_loss(model->forward(b.x), b.y);
     loss.backward();

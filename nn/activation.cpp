@@ -3,7 +3,7 @@
 
 namespace minipipe::nn {
 
-Dropout::Dropout(double p, Generator* gen) : Module("Dropout"), p_(p), gen_(gen) {
+Dropout::Dropout(double p) : Module("Dropout"), p_(p) {
   MP_CHECK(p >= 0.0 && p < 1.0, "Dropout: probability must be in [0, 1), got ", p);
 }
 

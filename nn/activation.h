@@ -18,18 +18,16 @@ class GELU : public Module {
   Tensor forward(const Tensor& x) override { return gelu(x); }
 };
 
+// Masks come from the module's random context (Module::set_random_context): bound, they depend
+// only on (seed, path, step, sample), so a recomputed or pipelined forward draws the same ones.
 class Dropout : public Module {
  public:
-  // gen: where masks come from (null: the default generator). A pipeline stage that recomputes
-  // its forward must replay the same masks, so it can hand each stage its own generator.
-  explicit Dropout(double p = 0.5, Generator* gen = nullptr);
-  Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), gen_); }
+  explicit Dropout(double p = 0.5);
+  Tensor forward(const Tensor& x) override { return dropout(x, p_, is_training(), random_source("drop")); }
   std::string extra_repr() const override { return "p=" + std::to_string(p_); }
-  void set_generator(Generator* gen) { gen_ = gen; }
 
  private:
   double p_;
-  Generator* gen_;
 };
 
 class Flatten : public Module {

@@ -10,14 +10,14 @@ namespace minipipe::nn {
 
 class CausalSelfAttention : public Module {
  public:
-  // gen: the generator of the dropout masks (null: the default one). Weights use Linear's init;
-  // make_gpt re-initialises them.
+  // Dropout masks come from the module's random context (sites "att" and "resid"). Weights use
+  // Linear's init (the default generator); init=false leaves them zero for the caller (make_gpt)
+  // to draw from its own generator.
   CausalSelfAttention(int64_t d_model, int64_t n_heads, double dropout = 0.0, DType dtype = DType::Float32,
-                      Generator* gen = nullptr);
+                      bool init = true);
   // x: [B, T, C] -> [B, T, C]
   Tensor forward(const Tensor& x) override;
   std::string extra_repr() const override;
-  void set_generator(Generator* gen) { gen_ = gen; }
 
   int64_t d_model, n_heads;
   double dropout_p;
@@ -26,9 +26,6 @@ class CausalSelfAttention : public Module {
   bool fused = true;
   std::shared_ptr<Linear> qkv;   // C -> 3C: [q | k | v]
   std::shared_ptr<Linear> proj;  // C -> C, a residual projection
-
- private:
-  Generator* gen_;
 };
 
 }  // namespace minipipe::nn

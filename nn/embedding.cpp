@@ -5,11 +5,11 @@
 
 namespace minipipe::nn {
 
-Embedding::Embedding(int64_t num, int64_t dim, DType dtype, Generator* gen)
+Embedding::Embedding(int64_t num, int64_t dim, DType dtype, Generator* gen, bool init)
     : Module("Embedding"), num_embeddings(num), embedding_dim(dim) {
   MP_CHECK(num > 0 && dim > 0, "Embedding: sizes must be positive, got num_embeddings=", num,
            " embedding_dim=", dim);
-  weight = register_parameter("weight", randn({num, dim}, dtype, gen));
+  weight = register_parameter("weight", init ? randn({num, dim}, dtype, gen) : zeros({num, dim}, dtype));
 }
 
 Tensor Embedding::forward(const Tensor& index) { return embedding(weight, to_token_index(index)); }

@@ -9,7 +9,9 @@ namespace minipipe::nn {
 
 class Embedding : public Module {
  public:
-  Embedding(int64_t num_embeddings, int64_t embedding_dim, DType dtype = DType::Float32, Generator* gen = nullptr);
+  // The table is drawn N(0, 1) from `gen` (null: the default generator); init=false leaves it zero.
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, DType dtype = DType::Float32, Generator* gen = nullptr,
+            bool init = true);
   // index: [...] int64 (or floating point holding whole numbers) -> [..., C]
   Tensor forward(const Tensor& index) override;
   std::string extra_repr() const override;

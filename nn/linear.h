@@ -11,10 +11,13 @@ struct LinearOptions {
   LinearOptions& bias(bool b) { with_bias = b; return *this; }
   LinearOptions& dtype(DType d) { dtype_ = d; return *this; }
   LinearOptions& generator(Generator* g) { gen = g; return *this; }
+  // false: weight and bias start at zero and nothing is drawn (the caller initialises them).
+  LinearOptions& init(bool i) { init_ = i; return *this; }
   int64_t in_features, out_features;
   bool with_bias = true;
   DType dtype_ = DType::Float32;
   Generator* gen = nullptr;  // null: the default generator
+  bool init_ = true;
 };
 
 class Linear : public Module {

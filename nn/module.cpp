@@ -1,4 +1,5 @@
-// Module bookkeeping: registration with name checks, recursive walks, train/eval, printing.
+// Module bookkeeping: registration with name checks, recursive walks, train/eval, random-context
+// binding, printing.
 #include "nn/module.h"
 
 #include <sstream>
@@ -79,6 +80,19 @@ int64_t Module::num_parameters() const {
 void Module::train(bool on) {
   training_ = on;
   for (auto& [_, c] : children_) c->train(on);
+}
+
+void Module::set_random_context(std::shared_ptr<RandomContext> ctx) { bind_random(ctx, ""); }
+
+void Module::bind_random(const std::shared_ptr<RandomContext>& ctx, const std::string& path) {
+  random_ = ctx;
+  random_path_ = path;
+  for (auto& [n, c] : children_) c->bind_random(ctx, path.empty() ? n : path + "." + n);
+}
+
+RandomSource Module::random_source(std::string_view site) const {
+  if (!random_) return {};
+  return random_->key(random_path_ + "#" + std::string(site));
 }
 
 void Module::zero_grad() {

@@ -5,6 +5,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -44,20 +45,34 @@ class Module {
   // Drops every parameter's gradient (set to none, as PyTorch's default).
   void zero_grad();
 
+  // Dropout randomness. Binds this module and every descendant to `ctx` (null: unbind). A bound
+  // layer's dropout masks are counter-based, keyed by (ctx's seed, the layer's dotted path and site,
+  // ctx.step, ctx.sample_offset + row): the same layer draws the same mask in the whole model and in
+  // a pipeline stage sliced from it, for any micro-batch cut. Call it on the model or on a slice of
+  // it (paths start there). Unbound layers draw from the default generator, as PyTorch's do.
+  void set_random_context(std::shared_ptr<RandomContext> ctx);
+  const std::shared_ptr<RandomContext>& random_context() const { return random_; }
+
   const std::string& type_name() const { return type_name_; }
   virtual std::string extra_repr() const { return ""; }
   std::string repr(int indent = 0) const;  // the tree, like print(model) in PyTorch
 
  protected:
   void add_child(const std::string& name, std::shared_ptr<Module> m);
+  // What dropout site `site` of this module draws from: a counter key when bound, else the default
+  // generator. E.g. `dropout(y, p, is_training(), random_source("resid"))`.
+  RandomSource random_source(std::string_view site) const;
 
  private:
   void check_name(const std::string& name, const char* what) const;
+  void bind_random(const std::shared_ptr<RandomContext>& ctx, const std::string& path);
   std::string type_name_;
   std::vector<std::pair<std::string, Tensor>> params_;
   std::vector<std::pair<std::string, Tensor>> buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
+  std::shared_ptr<RandomContext> random_;
+  std::string random_path_;  // this module's dotted path below the set_random_context call
 };
 
 using ModulePtr = std::shared_ptr<Module>;

@@ -30,24 +30,24 @@ std::string GPTConfig::str() const {
 
 // ---- MLP ----
 
-MLP::MLP(int64_t c, double dropout, DType dtype, Generator* gen) : Module("MLP"), dropout_p_(dropout), gen_(gen) {
-  fc = register_module("fc", std::make_shared<Linear>(LinearOptions(c, 4 * c).dtype(dtype)));
-  proj = register_module("proj", std::make_shared<Linear>(LinearOptions(4 * c, c).dtype(dtype)));
+MLP::MLP(int64_t c, double dropout, DType dtype, bool init) : Module("MLP"), dropout_p_(dropout) {
+  fc = register_module("fc", std::make_shared<Linear>(LinearOptions(c, 4 * c).dtype(dtype).init(init)));
+  proj = register_module("proj", std::make_shared<Linear>(LinearOptions(4 * c, c).dtype(dtype).init(init)));
 }
 
 // x: [B, T, C] -> h = gelu(x W_fc^T + b): [B, T, 4C] -> [B, T, C]
 Tensor MLP::forward(const Tensor& x) {
-  return dropout(proj->forward(gelu(fc->forward(x))), dropout_p_, is_training(), gen_);
+  return dropout(proj->forward(gelu(fc->forward(x))), dropout_p_, is_training(), random_source("out"));
 }
 
 // ---- TransformerBlock ----
 
-TransformerBlock::TransformerBlock(const GPTConfig& cfg, Generator* gen) : Module("TransformerBlock") {
+TransformerBlock::TransformerBlock(const GPTConfig& cfg, bool init) : Module("TransformerBlock") {
   ln_1 = register_module("ln_1", std::make_shared<LayerNorm>(cfg.d_model, 1e-5, cfg.dtype));
   attn = register_module("attn", std::make_shared<CausalSelfAttention>(cfg.d_model, cfg.n_head, cfg.dropout,
-                                                                       cfg.dtype, gen));
+                                                                       cfg.dtype, init));
   ln_2 = register_module("ln_2", std::make_shared<LayerNorm>(cfg.d_model, 1e-5, cfg.dtype));
-  mlp = register_module("mlp", std::make_shared<MLP>(cfg.d_model, cfg.dropout, cfg.dtype, gen));
+  mlp = register_module("mlp", std::make_shared<MLP>(cfg.d_model, cfg.dropout, cfg.dtype, init));
 }
 
 // x: [B, T, C]; pre-LN: the residual stream itself is never normalised.
@@ -58,10 +58,9 @@ Tensor TransformerBlock::forward(const Tensor& x) {
 
 // ---- GPTEmbedding ----
 
-GPTEmbedding::GPTEmbedding(const GPTConfig& cfg, Generator* gen)
-    : Module("GPTEmbedding"), dropout_p_(cfg.dropout), gen_(gen) {
-  wte = register_module("wte", std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, cfg.dtype));
-  wpe = register_module("wpe", std::make_shared<Embedding>(cfg.context, cfg.d_model, cfg.dtype));
+GPTEmbedding::GPTEmbedding(const GPTConfig& cfg, bool init) : Module("GPTEmbedding"), dropout_p_(cfg.dropout) {
+  wte = register_module("wte", std::make_shared<Embedding>(cfg.vocab_size, cfg.d_model, cfg.dtype, nullptr, init));
+  wpe = register_module("wpe", std::make_shared<Embedding>(cfg.context, cfg.d_model, cfg.dtype, nullptr, init));
 }
 
 // tokens: [B, T] -> wte[tokens] + wpe[0:T]: [B, T, C] (the position rows broadcast over B)
@@ -73,7 +72,7 @@ Tensor GPTEmbedding::forward(const Tensor& tokens) {
            wpe->num_embeddings);
   Tensor tok = wte->forward(tokens);                // [B, T, C]
   Tensor pos = narrow(wpe->weight, 0, 0, T);        // [T, C]
-  return dropout(tok + pos, dropout_p_, is_training(), gen_);
+  return dropout(tok + pos, dropout_p_, is_training(), random_source("emb"));
 }
 
 // ---- LMHead ----
@@ -109,12 +108,13 @@ void fill_normal_(const Tensor& t, double std, Generator* gen) {
 
 }  // namespace
 
-std::shared_ptr<Sequential> make_gpt(const GPTConfig& cfg, Generator* init_gen, Generator* dropout_gen) {
+std::shared_ptr<Sequential> make_gpt(const GPTConfig& cfg, Generator* init_gen) {
   cfg.validate();
+  // Sub-layers are built without drawing (init=false); every weight is drawn below from init_gen.
   auto model = std::make_shared<Sequential>();
-  auto emb = std::make_shared<GPTEmbedding>(cfg, dropout_gen);
+  auto emb = std::make_shared<GPTEmbedding>(cfg, false);
   model->push_back(emb);
-  for (int64_t i = 0; i < cfg.n_layer; ++i) model->push_back(std::make_shared<TransformerBlock>(cfg, dropout_gen));
+  for (int64_t i = 0; i < cfg.n_layer; ++i) model->push_back(std::make_shared<TransformerBlock>(cfg, false));
   model->push_back(std::make_shared<LayerNorm>(cfg.d_model, 1e-5, cfg.dtype));
   model->push_back(cfg.tie_weights ? std::make_shared<LMHead>(emb->wte->weight)
                                    : std::make_shared<LMHead>(cfg.d_model, cfg.vocab_size, cfg.dtype));

@@ -32,23 +32,23 @@ struct GPTConfig {
   std::string str() const;
 };
 
-// Linear C -> 4C, GELU, Linear 4C -> C, dropout.  x: [B, T, C] -> [B, T, C]
+// Linear C -> 4C, GELU, Linear 4C -> C, dropout (site "out" of the module's random context).
+// x: [B, T, C] -> [B, T, C]. init=false: the Linears start at zero (make_gpt draws them).
 class MLP : public Module {
  public:
-  MLP(int64_t d_model, double dropout = 0.0, DType dtype = DType::Float32, Generator* gen = nullptr);
+  MLP(int64_t d_model, double dropout = 0.0, DType dtype = DType::Float32, bool init = true);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<Linear> fc;    // C -> 4C
   std::shared_ptr<Linear> proj;  // 4C -> C, a residual projection
 
  private:
   double dropout_p_;
-  Generator* gen_;
 };
 
 // Pre-LN block: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).  x: [B, T, C] -> [B, T, C]
 class TransformerBlock : public Module {
  public:
-  TransformerBlock(const GPTConfig& cfg, Generator* gen = nullptr);
+  explicit TransformerBlock(const GPTConfig& cfg, bool init = true);
   Tensor forward(const Tensor& x) override;
   std::shared_ptr<LayerNorm> ln_1;
   std::shared_ptr<CausalSelfAttention> attn;
@@ -56,17 +56,17 @@ class TransformerBlock : public Module {
   std::shared_ptr<MLP> mlp;
 };
 
-// Token + learned position embeddings, then dropout. tokens [B, T] (int64, T <= context) -> [B, T, C]
+// Token + learned position embeddings, then dropout (site "emb").
+// tokens [B, T] (int64, T <= context) -> [B, T, C]
 class GPTEmbedding : public Module {
  public:
-  GPTEmbedding(const GPTConfig& cfg, Generator* gen = nullptr);
+  explicit GPTEmbedding(const GPTConfig& cfg, bool init = true);
   Tensor forward(const Tensor& tokens) override;
   std::shared_ptr<Embedding> wte;  // [V, C]
   std::shared_ptr<Embedding> wpe;  // [context, C]
 
  private:
   double dropout_p_;
-  Generator* gen_;
 };
 
 // logits = x W^T with W: [V, C] (no bias).  x: [B, T, C] -> [B, T, V]. Tied: W is the token
@@ -84,9 +84,10 @@ class LMHead : public Module {
 // The stack [GPTEmbedding, TransformerBlock x n_layer, LayerNorm, LMHead], named 0 .. n_layer + 2
 // (`1.attn.qkv.weight`), with GPT-2's init: Linear and embedding weights N(0, 0.02), biases 0,
 // the residual projections (attn.proj, mlp.proj) N(0, 0.02 / sqrt(2 n_layer)), LayerNorm 1 and 0.
-// init_gen draws the weights, dropout_gen the dropout masks (null: the default generator).
-std::shared_ptr<Sequential> make_gpt(const GPTConfig& cfg, Generator* init_gen = nullptr,
-                                     Generator* dropout_gen = nullptr);
+// init_gen draws every weight (null: the default generator) and nothing else draws: the same
+// generator state gives the same model. Dropout masks come from a RandomContext bound afterwards
+// (set_random_context); unbound, from the default generator.
+std::shared_ptr<Sequential> make_gpt(const GPTConfig& cfg, Generator* init_gen = nullptr);
 
 // AdamW groups as GPT-2: weight decay only on matmul weights (every Linear's weight, LM head
 // included); none on biases, LayerNorm weights and the embedding tables. {decay, no_decay}.

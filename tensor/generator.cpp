@@ -1,4 +1,5 @@
-// xoshiro256** (Blackman & Vigna) seeded through splitmix64, plus Box-Muller normals.
+// xoshiro256** (Blackman & Vigna) seeded through splitmix64, plus Box-Muller normals; the hashes
+// that turn seeds and dropout sites into counter keys.
 #include "tensor/generator.h"
 
 #include <cmath>
@@ -66,5 +67,21 @@ Generator& default_generator() {
 }
 
 void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
+
+uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t hash64(std::string_view s) {
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a offset basis and prime
+  for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ULL;
+  return mix64(h);
+}
+
+CounterKey RandomContext::key(std::string_view site) const {
+  return {mix64(seed ^ hash64(site)), step, sample_offset};
+}
 
 }  // namespace minipipe

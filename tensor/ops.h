@@ -109,8 +109,14 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Ten
 Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype = DType::Float32);
 
 // ---- random (tensor/cpu/random.cpp) ----
-// Inverted dropout mask: 0 with probability p, else 1/(1-p); shape and dtype of `like`.
-Tensor dropout_mask(const Tensor& like, double p, Generator& gen);
+// Inverted dropout mask: 0 with probability p, else 1/(1-p); shape and dtype of `like`. From a
+// Generator: drawn in row-major order. From a CounterKey: element j of row b (dim 0 = samples) is a
+// function of (key, step, sample_offset + b, j) alone.
+Tensor dropout_mask(const Shape& shape, TensorOptions opts, double p, const RandomSource& src);
+inline Tensor dropout_mask(const Tensor& like, double p, const RandomSource& src) {
+  return dropout_mask(like.sizes(), like.options(), p, src);
+}
+inline Tensor dropout_mask(const Tensor& like, double p, Generator& gen) { return dropout_mask(like, p, &gen); }
 
 // ---- transformer kernels (tensor/cpu/layernorm.cpp, embedding.cpp, attention.cpp) ----
 // LayerNorm over the last dim, fused: x: [..., C], weight, bias: [C] ->

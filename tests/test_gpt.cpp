@@ -51,6 +51,21 @@ Tensor random_tokens(int64_t B, int64_t T, int64_t V, uint64_t seed) {
   return from_vector(ids, {B, T});
 }
 
+// make_gpt draws every weight from the generator it is given and nothing from the default one:
+// no hidden write to global state, and the weights do not depend on it.
+TEST(GPT, InitDrawsOnlyFromItsGenerator) {
+  GPTConfig cfg = tiny_config();
+  manual_seed(5);
+  const uint64_t next = Generator(default_generator()).next_u64();
+  Generator g1(9), g2(9);
+  auto a = make_gpt(cfg, &g1);
+  EXPECT_EQ(Generator(default_generator()).next_u64(), next);
+  manual_seed(6);
+  auto b = make_gpt(cfg, &g2);
+  for (size_t i = 0; i < a->parameters().size(); ++i)
+    EXPECT_EQ(a->parameters()[i].to_vector<float>(), b->parameters()[i].to_vector<float>()) << i;
+}
+
 TEST(GPT, LayersAndParameterNames) {
   GPTConfig cfg = tiny_config();
   auto model = make_gpt(cfg);

@@ -101,6 +101,14 @@ Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inpu
   return out;
 }
 
+Tensor without_data(const Tensor& t) {
+  MP_CHECK(t.defined(), "without_data: got an undefined tensor");
+  auto impl = std::make_shared<TensorImpl>(*t.impl());
+  impl->storage = nullptr;
+  impl->grad = Tensor();
+  return Tensor(std::move(impl));
+}
+
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads, bool retain_graph) {
   MP_CHECK(roots.size() == grads.size(), "backward: ", roots.size(), " outputs but ", grads.size(),
            " gradients");

@@ -101,6 +101,11 @@ class NoGradGuard {
 Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn);
 Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn);
 
+// A handle with t's shape, dtype and autograd node but no data: all that backward(grad) needs of
+// an output. A pipeline stage keeps this of an output it has sent, so the output's memory is freed
+// as soon as the send is done (Megatron-LM's deallocate_output_tensor) unless the graph saved it.
+Tensor without_data(const Tensor& t);
+
 // Run backward from `roots` with gradients `grads` (one per root). Leaves' .grad() accumulate.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads,
               bool retain_graph = false);

@@ -74,7 +74,10 @@ int64_t Tensor::stride(int64_t d) const {
 int64_t Tensor::numel() const { return shape_numel(sizes()); }
 int64_t Tensor::storage_offset() const { MP_REQUIRE_DEFINED("storage_offset"); return impl_->offset; }
 DType Tensor::dtype() const { MP_REQUIRE_DEFINED("dtype"); return impl_->dtype; }
-Device Tensor::device() const { MP_REQUIRE_DEFINED("device"); return impl_->storage->device(); }
+Device Tensor::device() const {
+  MP_REQUIRE_DEFINED("device");
+  return impl_->storage ? impl_->storage->device() : Device::cpu();
+}
 const std::shared_ptr<Storage>& Tensor::storage() const { MP_REQUIRE_DEFINED("storage"); return impl_->storage; }
 
 bool Tensor::is_contiguous() const {
@@ -89,6 +92,8 @@ bool Tensor::is_contiguous() const {
 
 void* Tensor::raw_data() const {
   MP_REQUIRE_DEFINED("raw_data");
+  MP_CHECK(impl_->storage != nullptr, "raw_data: this tensor's data was released (autograd::without_data: a pipeline "
+           "stage's output after it was sent); only its shape and its autograd node remain");
   return static_cast<char*>(impl_->storage->data()) + impl_->offset * element_size(impl_->dtype);
 }
 

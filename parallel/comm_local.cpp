@@ -1,0 +1,338 @@
+// The `local` backend: ranks are threads. A group (the world, or one made by split) holds one
+// mutex and condition variable, the mailboxes and the state of the collective in progress; the
+// world holds the abort flag every wait checks.
+#include "parallel/comm_local.h"
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <tuple>
+
+#include "tensor/factory.h"
+#include "tensor/ops.h"
+
+namespace minipipe::parallel {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+class LocalGroup;
+
+class LocalWorld {
+ public:
+  LocalWorld(int size, std::vector<std::shared_ptr<MemoryAccount>> accounts) : accounts_(std::move(accounts)) {
+    MP_CHECK(accounts_.empty() || static_cast<int>(accounts_.size()) == size, "local world: ", accounts_.size(),
+             " memory accounts for ", size, " ranks");
+  }
+  const std::shared_ptr<MemoryAccount>& account(int world_rank) const {
+    return accounts_.empty() ? current_memory_account() : accounts_[static_cast<size_t>(world_rank)];
+  }
+  bool aborted() const { return aborted_.load(); }
+  std::string reason() const {
+    std::lock_guard<std::mutex> lk(mu_);
+    return reason_;
+  }
+  void add_group(const std::shared_ptr<LocalGroup>& g) {
+    std::lock_guard<std::mutex> lk(mu_);
+    groups_.push_back(g);
+  }
+  void abort(const std::string& reason);
+
+ private:
+  std::vector<std::shared_ptr<MemoryAccount>> accounts_;
+  std::atomic<bool> aborted_{false};
+  mutable std::mutex mu_;
+  std::string reason_;
+  std::vector<std::weak_ptr<LocalGroup>> groups_;
+};
+
+// A message in flight, or a posted receive waiting for one.
+struct Pending {
+  TensorSpec expect;
+  Tensor data;
+  std::string sender_what;
+  bool filled = false;
+};
+
+struct Mailbox {
+  std::deque<std::shared_ptr<Pending>> messages;  // sent, not yet matched
+  std::deque<std::shared_ptr<Pending>> waiting;   // receives posted, not yet matched (posting order)
+};
+
+class LocalGroup {
+ public:
+  LocalGroup(std::shared_ptr<LocalWorld> world, std::vector<int> world_ranks)
+      : world(std::move(world)), world_ranks(std::move(world_ranks)), slots(this->world_ranks.size()),
+        splits(this->world_ranks.size()), split_result(this->world_ranks.size()) {}
+  int size() const { return static_cast<int>(world_ranks.size()); }
+
+  // Waits (lock held) until done(), the deadline, or an abort; `describe` names the wait in errors.
+  template <typename Done, typename Describe>
+  void wait(std::unique_lock<std::mutex>& lk, double timeout, Done done, Describe describe) {
+    const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout));
+    while (!done()) {
+      if (world->aborted()) throw Aborted(describe() + ": stopped because " + world->reason());
+      if (cv.wait_until(lk, deadline) == std::cv_status::timeout && !done()) {
+        if (world->aborted()) throw Aborted(describe() + ": stopped because " + world->reason());
+        MP_CHECK(false, describe(), ": nothing after ", timeout,
+                 " s (the peer may have stopped, be stuck, or run a different schedule; the timeout is "
+                 "Communicator::set_timeout / --comm-timeout)");
+      }
+    }
+  }
+  // Every rank of the group arrives; the last one releases the others.
+  template <typename Describe>
+  void arrive(std::unique_lock<std::mutex>& lk, double timeout, Describe describe) {
+    const uint64_t gen = generation;
+    if (++arrived == size()) {
+      arrived = 0;
+      ++generation;
+      cv.notify_all();
+      return;
+    }
+    wait(lk, timeout, [&] { return generation != gen; }, describe);
+  }
+
+  std::shared_ptr<LocalWorld> world;
+  std::vector<int> world_ranks;  // group rank -> world rank
+  std::mutex mu;
+  std::condition_variable cv;
+  std::map<std::tuple<int, int, int>, Mailbox> mailboxes;  // (source, destination, tag)
+  // The collective in progress: each rank's tensor, its split request, what rank 0 built.
+  std::vector<Tensor> slots;
+  std::vector<std::pair<int, int>> splits;  // (color, key)
+  std::vector<std::pair<std::shared_ptr<LocalGroup>, int>> split_result;
+  uint64_t generation = 0;
+  int arrived = 0;
+};
+
+void LocalWorld::abort(const std::string& reason) {
+  std::vector<std::weak_ptr<LocalGroup>> groups;
+  {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (!aborted_) reason_ = reason;  // the first reason is the cause; later ones are consequences
+    aborted_ = true;
+    groups = groups_;
+  }
+  for (auto& w : groups)
+    if (auto g = w.lock()) {
+      std::lock_guard<std::mutex> lk(g->mu);  // so no waiter misses the notification
+      g->cv.notify_all();
+    }
+}
+
+class Done : public Request {
+ public:
+  Tensor wait() override { return {}; }
+  bool test() override { return true; }
+};
+
+class LocalComm;
+
+class LocalRecv : public Request {
+ public:
+  LocalRecv(const LocalComm& comm, std::shared_ptr<Pending> p, std::string description)
+      : comm_(comm), p_(std::move(p)), description_(std::move(description)) {}
+  Tensor wait() override;
+  bool test() override;
+
+ private:
+  const LocalComm& comm_;
+  std::shared_ptr<Pending> p_;
+  std::string description_;
+};
+
+class LocalComm : public Communicator {
+ public:
+  LocalComm(std::shared_ptr<LocalGroup> group, int rank) : group_(std::move(group)), rank_(rank) {}
+  int rank() const override { return rank_; }
+  int size() const override { return group_->size(); }
+  const char* backend() const override { return "local"; }
+  LocalGroup& group() const { return *group_; }
+
+  std::unique_ptr<Request> isend(const Tensor& t, int dst, int tag, const std::string& what) override {
+    check_peer("send", dst);
+    check_tag("send", tag);
+    MP_CHECK(t.defined(), describe("send", dst, tag, what), ": the tensor is undefined");
+    auto msg = std::make_shared<Pending>();
+    {
+      // The copy belongs to the receiver: allocate it on the receiver's memory account.
+      MemoryAccountGuard guard(group_->world->account(group_->world_ranks[static_cast<size_t>(dst)]));
+      msg->data = ops::clone(t);
+    }
+    msg->sender_what = what;
+    msg->filled = true;
+    std::lock_guard<std::mutex> lk(group_->mu);
+    if (group_->world->aborted())
+      throw Aborted(describe("send", dst, tag, what) + ": stopped because " + group_->world->reason());
+    Mailbox& box = group_->mailboxes[{rank_, dst, tag}];
+    if (!box.waiting.empty()) {
+      std::shared_ptr<Pending> r = std::move(box.waiting.front());
+      box.waiting.pop_front();
+      r->data = std::move(msg->data);
+      r->sender_what = std::move(msg->sender_what);
+      r->filled = true;
+      group_->cv.notify_all();
+    } else {
+      box.messages.push_back(std::move(msg));
+    }
+    return std::make_unique<Done>();
+  }
+
+  std::unique_ptr<Request> irecv(const TensorSpec& expect, int src, int tag, const std::string& what) override {
+    check_peer("recv", src);
+    check_tag("recv", tag);
+    std::shared_ptr<Pending> p;
+    {
+      std::lock_guard<std::mutex> lk(group_->mu);
+      Mailbox& box = group_->mailboxes[{src, rank_, tag}];
+      if (!box.messages.empty() && box.waiting.empty()) {
+        p = std::move(box.messages.front());
+        box.messages.pop_front();
+      } else {
+        p = std::make_shared<Pending>();
+        box.waiting.push_back(p);
+      }
+      p->expect = expect;
+    }
+    return std::make_unique<LocalRecv>(*this, std::move(p), describe("recv", src, tag, what));
+  }
+
+  void all_reduce(const Tensor& t, ReduceOp op) override {
+    const auto name = [&] { return "rank " + std::to_string(rank_) + " all_reduce"; };
+    MP_CHECK(t.defined() && t.is_contiguous(), name(), ": needs a defined, contiguous tensor");
+    MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name(), ": Avg needs a floating-point tensor, got ",
+             dtype_name(t.dtype()));
+    LocalGroup& g = *group_;
+    std::unique_lock<std::mutex> lk(g.mu);
+    g.slots[static_cast<size_t>(rank_)] = t;
+    g.arrive(lk, timeout(), name);
+    check_same_specs("all_reduce", 0);
+    lk.unlock();
+    // This rank reduces elements [lo, hi) over all ranks, in rank order, and writes the result into
+    // every rank's tensor: each element is summed once, so every rank holds the same bits.
+    const int P = size();
+    const int64_t n = t.numel(), lo = n * rank_ / P, hi = n * (rank_ + 1) / P;
+    MP_DISPATCH_ALL(t.dtype(), "all_reduce", [&] {
+      std::vector<scalar_t*> ptr;
+      for (const Tensor& s : g.slots) ptr.push_back(s.data_ptr<scalar_t>());
+      for (int64_t i = lo; i < hi; ++i) {
+        scalar_t acc = ptr[0][i];
+        for (int r = 1; r < P; ++r) acc += ptr[static_cast<size_t>(r)][i];
+        if (op == ReduceOp::Avg) acc /= static_cast<scalar_t>(P);
+        for (int r = 0; r < P; ++r) ptr[static_cast<size_t>(r)][i] = acc;
+      }
+    });
+    lk.lock();
+    g.arrive(lk, timeout(), name);
+    g.slots[static_cast<size_t>(rank_)] = Tensor();
+  }
+
+  void broadcast(const Tensor& t, int root) override {
+    const auto name = [&] { return "rank " + std::to_string(rank_) + " broadcast from rank " + std::to_string(root); };
+    MP_CHECK(root >= 0 && root < size(), name(), ": root is not a rank of this group of ", size());
+    MP_CHECK(t.defined(), name(), ": the tensor is undefined");
+    LocalGroup& g = *group_;
+    std::unique_lock<std::mutex> lk(g.mu);
+    g.slots[static_cast<size_t>(rank_)] = t;
+    g.arrive(lk, timeout(), name);
+    check_same_specs("broadcast", root);
+    lk.unlock();
+    if (rank_ != root) ops::copy_(t, g.slots[static_cast<size_t>(root)]);
+    lk.lock();
+    g.arrive(lk, timeout(), name);
+    g.slots[static_cast<size_t>(rank_)] = Tensor();
+  }
+
+  void barrier() override {
+    std::unique_lock<std::mutex> lk(group_->mu);
+    group_->arrive(lk, timeout(), [&] { return "rank " + std::to_string(rank_) + " barrier"; });
+  }
+
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    const auto name = [&] { return "rank " + std::to_string(rank_) + " split"; };
+    MP_CHECK(color >= 0, name(), ": color must be >= 0, got ", color);
+    LocalGroup& g = *group_;
+    std::unique_lock<std::mutex> lk(g.mu);
+    g.splits[static_cast<size_t>(rank_)] = {color, key};
+    g.arrive(lk, timeout(), name);
+    if (rank_ == 0) {
+      std::map<int, std::vector<std::pair<int, int>>> by_color;  // color -> (key, old rank)
+      for (int r = 0; r < size(); ++r) by_color[g.splits[static_cast<size_t>(r)].first].push_back({g.splits[static_cast<size_t>(r)].second, r});
+      for (auto& [c, members] : by_color) {
+        std::sort(members.begin(), members.end());
+        std::vector<int> world_ranks;
+        for (auto& [k, r] : members) world_ranks.push_back(g.world_ranks[static_cast<size_t>(r)]);
+        auto sub = std::make_shared<LocalGroup>(g.world, world_ranks);
+        g.world->add_group(sub);
+        for (size_t i = 0; i < members.size(); ++i) g.split_result[static_cast<size_t>(members[i].second)] = {sub, static_cast<int>(i)};
+      }
+    }
+    g.arrive(lk, timeout(), name);
+    auto [sub, sub_rank] = g.split_result[static_cast<size_t>(rank_)];
+    auto comm = std::make_unique<LocalComm>(sub, sub_rank);
+    comm->set_timeout(timeout());
+    return comm;
+  }
+
+ private:
+  // After the first barrier of a collective every rank's slot holds its tensor; every rank checks
+  // all of them against `ref`'s, so a mismatch fails on every rank and nobody is left waiting.
+  void check_same_specs(const char* op, int ref) const {
+    const auto& slots = group_->slots;
+    const Tensor& want = slots[static_cast<size_t>(ref)];
+    for (int r = 0; r < size(); ++r) {
+      const Tensor& t = slots[static_cast<size_t>(r)];
+      MP_CHECK(t.sizes() == want.sizes() && t.dtype() == want.dtype(), op, " (on rank ", rank_, "): rank ", r,
+               " passed ", TensorSpec{t.sizes(), t.dtype()}.str(), ", rank ", ref, " passed ",
+               TensorSpec{want.sizes(), want.dtype()}.str(), " (every rank must pass the same shape and dtype)");
+    }
+  }
+
+  std::shared_ptr<LocalGroup> group_;
+  int rank_;
+};
+
+Tensor LocalRecv::wait() {
+  LocalGroup& g = comm_.group();
+  {
+    std::unique_lock<std::mutex> lk(g.mu);
+    g.wait(lk, comm_.timeout(), [&] { return p_->filled; }, [&] { return description_; });
+  }
+  const TensorSpec got{p_->data.sizes(), p_->data.dtype()};
+  MP_CHECK(got == p_->expect, description_, ": got ", got.str(), p_->sender_what.empty() ? "" : " sent by ",
+           p_->sender_what, ", expected ", p_->expect.str());
+  return p_->data;
+}
+
+bool LocalRecv::test() {
+  std::lock_guard<std::mutex> lk(comm_.group().mu);
+  return p_->filled;
+}
+
+}  // namespace
+
+std::vector<std::unique_ptr<Communicator>> make_local_world(int size,
+                                                            std::vector<std::shared_ptr<MemoryAccount>> accounts) {
+  MP_CHECK(size >= 1, "local world: need at least 1 rank, got ", size);
+  auto world = std::make_shared<LocalWorld>(size, std::move(accounts));
+  std::vector<int> ranks(static_cast<size_t>(size));
+  for (int r = 0; r < size; ++r) ranks[static_cast<size_t>(r)] = r;
+  auto group = std::make_shared<LocalGroup>(world, ranks);
+  world->add_group(group);
+  std::vector<std::unique_ptr<Communicator>> comms;
+  for (int r = 0; r < size; ++r) comms.push_back(std::make_unique<LocalComm>(group, r));
+  return comms;
+}
+
+void abort_local_world(Communicator& comm, const std::string& reason) {
+  auto* local = dynamic_cast<LocalComm*>(&comm);
+  MP_CHECK(local != nullptr, "abort_local_world: not a local communicator (backend ", comm.backend(), ")");
+  local->group().world->abort(reason);
+}
+
+}  // namespace minipipe::parallel

@@ -1,0 +1,41 @@
+// The shared communicator suite (comm_suite.h) on the `mpi` backend: ctest runs this program under
+// `mpirun -np 2` and `-np 3` (CMakeLists.txt); every process runs every test on MPI_COMM_WORLD.
+#include <gtest/gtest.h>
+
+#include "comm_suite.h"
+#include "parallel/comm_mpi.h"
+
+namespace minipipe::parallel {
+namespace {
+
+Communicator* world = nullptr;
+
+TEST(MpiSuite, RankValuedAllReduce) { comm_suite::rank_valued_all_reduce(*world); }
+TEST(MpiSuite, BroadcastFromEveryRoot) { comm_suite::broadcast_from_every_root(*world); }
+TEST(MpiSuite, MessageOrderPerTag) { comm_suite::message_order_per_tag(*world); }
+TEST(MpiSuite, ReceivesMatchInPostingOrder) { comm_suite::receives_match_in_posting_order(*world); }
+TEST(MpiSuite, ReceiverNeverAliasesTheSender) { comm_suite::receiver_never_aliases_the_sender(*world); }
+TEST(MpiSuite, LargeTensors) { comm_suite::large_tensors(*world); }
+TEST(MpiSuite, SubGroups) { comm_suite::sub_groups(*world); }
+TEST(MpiSuite, ShapeMismatchNamesBothRanks) { comm_suite::shape_mismatch_names_both_ranks(*world); }
+TEST(MpiSuite, ReceiveTimesOut) { comm_suite::receive_times_out(*world); }
+TEST(MpiSuite, AllReduceShapeMismatchFailsEverywhere) {
+  comm_suite::all_reduce_shape_mismatch_fails_everywhere(*world);
+}
+TEST(MpiSuite, BadArguments) { comm_suite::bad_arguments(*world); }
+
+}  // namespace
+}  // namespace minipipe::parallel
+
+int main(int argc, char** argv) {
+  ::testing::InitGoogleTest(&argc, argv);
+  auto comm = minipipe::parallel::mpi_world();
+  comm->set_timeout(60);
+  minipipe::parallel::world = comm.get();
+  // Only rank 0 prints gtest's report; every rank's failures still set the exit status.
+  if (comm->rank() != 0) delete ::testing::UnitTest::GetInstance()->listeners().Release(
+      ::testing::UnitTest::GetInstance()->listeners().default_result_printer());
+  const int rc = RUN_ALL_TESTS();
+  comm->barrier();
+  return rc;
+}

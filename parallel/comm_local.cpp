@@ -1,6 +1,8 @@
 // The `local` backend: ranks are threads. A group (the world, or one made by split) holds one
 // mutex and condition variable, the mailboxes and the state of the collective in progress; the
-// world holds the abort flag every wait checks.
+// world holds the abort flag every wait checks. Point to point is a rendezvous: the receiver
+// copies the sender's tensor on its own thread, then releases the sender — so a rank's memory
+// account changes only on that rank's thread, and the executor can measure what an action keeps.
 #include "parallel/comm_local.h"
 
 #include <algorithm>
@@ -24,13 +26,6 @@ class LocalGroup;
 
 class LocalWorld {
  public:
-  LocalWorld(int size, std::vector<std::shared_ptr<MemoryAccount>> accounts) : accounts_(std::move(accounts)) {
-    MP_CHECK(accounts_.empty() || static_cast<int>(accounts_.size()) == size, "local world: ", accounts_.size(),
-             " memory accounts for ", size, " ranks");
-  }
-  const std::shared_ptr<MemoryAccount>& account(int world_rank) const {
-    return accounts_.empty() ? current_memory_account() : accounts_[static_cast<size_t>(world_rank)];
-  }
   bool aborted() const { return aborted_.load(); }
   std::string reason() const {
     std::lock_guard<std::mutex> lk(mu_);
@@ -43,24 +38,29 @@ class LocalWorld {
   void abort(const std::string& reason);
 
  private:
-  std::vector<std::shared_ptr<MemoryAccount>> accounts_;
   std::atomic<bool> aborted_{false};
   mutable std::mutex mu_;
   std::string reason_;
   std::vector<std::weak_ptr<LocalGroup>> groups_;
 };
 
-// A message in flight, or a posted receive waiting for one.
-struct Pending {
-  TensorSpec expect;
-  Tensor data;
+// A posted send: the sender's tensor, read by the receiver when it takes the message (rendezvous:
+// the receiver copies on its own thread, so the copy is its memory; the sender waits for it).
+struct SendSlot {
+  Tensor source;
   std::string sender_what;
-  bool filled = false;
+  bool done = false;
+};
+
+// A posted receive, and the send it was matched with.
+struct RecvSlot {
+  TensorSpec expect;
+  std::shared_ptr<SendSlot> matched;
 };
 
 struct Mailbox {
-  std::deque<std::shared_ptr<Pending>> messages;  // sent, not yet matched
-  std::deque<std::shared_ptr<Pending>> waiting;   // receives posted, not yet matched (posting order)
+  std::deque<std::shared_ptr<SendSlot>> sends;  // posted, not yet matched (posting order)
+  std::deque<std::shared_ptr<RecvSlot>> recvs;  // posted, not yet matched (posting order)
 };
 
 class LocalGroup {
@@ -125,24 +125,31 @@ void LocalWorld::abort(const std::string& reason) {
     }
 }
 
-class Done : public Request {
- public:
-  Tensor wait() override { return {}; }
-  bool test() override { return true; }
-};
-
 class LocalComm;
 
-class LocalRecv : public Request {
+class LocalSend : public Request {
  public:
-  LocalRecv(const LocalComm& comm, std::shared_ptr<Pending> p, std::string description)
-      : comm_(comm), p_(std::move(p)), description_(std::move(description)) {}
+  LocalSend(const LocalComm& comm, std::shared_ptr<SendSlot> slot, std::string description)
+      : comm_(comm), slot_(std::move(slot)), description_(std::move(description)) {}
   Tensor wait() override;
   bool test() override;
 
  private:
   const LocalComm& comm_;
-  std::shared_ptr<Pending> p_;
+  std::shared_ptr<SendSlot> slot_;
+  std::string description_;
+};
+
+class LocalRecv : public Request {
+ public:
+  LocalRecv(const LocalComm& comm, std::shared_ptr<RecvSlot> slot, std::string description)
+      : comm_(comm), slot_(std::move(slot)), description_(std::move(description)) {}
+  Tensor wait() override;
+  bool test() override;
+
+ private:
+  const LocalComm& comm_;
+  std::shared_ptr<RecvSlot> slot_;
   std::string description_;
 };
 
@@ -158,48 +165,39 @@ class LocalComm : public Communicator {
     check_peer("send", dst);
     check_tag("send", tag);
     MP_CHECK(t.defined(), describe("send", dst, tag, what), ": the tensor is undefined");
-    auto msg = std::make_shared<Pending>();
+    auto slot = std::make_shared<SendSlot>();
+    slot->source = t;
+    slot->sender_what = what;
     {
-      // The copy belongs to the receiver: allocate it on the receiver's memory account.
-      MemoryAccountGuard guard(group_->world->account(group_->world_ranks[static_cast<size_t>(dst)]));
-      msg->data = ops::clone(t);
+      std::lock_guard<std::mutex> lk(group_->mu);
+      Mailbox& box = group_->mailboxes[{rank_, dst, tag}];
+      if (!box.recvs.empty()) {
+        box.recvs.front()->matched = slot;
+        box.recvs.pop_front();
+        group_->cv.notify_all();
+      } else {
+        box.sends.push_back(slot);
+      }
     }
-    msg->sender_what = what;
-    msg->filled = true;
-    std::lock_guard<std::mutex> lk(group_->mu);
-    if (group_->world->aborted())
-      throw Aborted(describe("send", dst, tag, what) + ": stopped because " + group_->world->reason());
-    Mailbox& box = group_->mailboxes[{rank_, dst, tag}];
-    if (!box.waiting.empty()) {
-      std::shared_ptr<Pending> r = std::move(box.waiting.front());
-      box.waiting.pop_front();
-      r->data = std::move(msg->data);
-      r->sender_what = std::move(msg->sender_what);
-      r->filled = true;
-      group_->cv.notify_all();
-    } else {
-      box.messages.push_back(std::move(msg));
-    }
-    return std::make_unique<Done>();
+    return std::make_unique<LocalSend>(*this, std::move(slot), describe("send", dst, tag, what));
   }
 
   std::unique_ptr<Request> irecv(const TensorSpec& expect, int src, int tag, const std::string& what) override {
     check_peer("recv", src);
     check_tag("recv", tag);
-    std::shared_ptr<Pending> p;
+    auto slot = std::make_shared<RecvSlot>();
+    slot->expect = expect;
     {
       std::lock_guard<std::mutex> lk(group_->mu);
       Mailbox& box = group_->mailboxes[{src, rank_, tag}];
-      if (!box.messages.empty() && box.waiting.empty()) {
-        p = std::move(box.messages.front());
-        box.messages.pop_front();
+      if (!box.sends.empty() && box.recvs.empty()) {
+        slot->matched = std::move(box.sends.front());
+        box.sends.pop_front();
       } else {
-        p = std::make_shared<Pending>();
-        box.waiting.push_back(p);
+        box.recvs.push_back(slot);
       }
-      p->expect = expect;
     }
-    return std::make_unique<LocalRecv>(*this, std::move(p), describe("recv", src, tag, what));
+    return std::make_unique<LocalRecv>(*this, std::move(slot), describe("recv", src, tag, what));
   }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
@@ -297,29 +295,48 @@ class LocalComm : public Communicator {
   int rank_;
 };
 
+Tensor LocalSend::wait() {
+  LocalGroup& g = comm_.group();
+  std::unique_lock<std::mutex> lk(g.mu);
+  g.wait(lk, comm_.timeout(), [&] { return slot_->done; }, [&] { return description_; });
+  return {};
+}
+
+bool LocalSend::test() {
+  std::lock_guard<std::mutex> lk(comm_.group().mu);
+  return slot_->done;
+}
+
 Tensor LocalRecv::wait() {
   LocalGroup& g = comm_.group();
   {
     std::unique_lock<std::mutex> lk(g.mu);
-    g.wait(lk, comm_.timeout(), [&] { return p_->filled; }, [&] { return description_; });
+    g.wait(lk, comm_.timeout(), [&] { return slot_->matched != nullptr; }, [&] { return description_; });
   }
-  const TensorSpec got{p_->data.sizes(), p_->data.dtype()};
-  MP_CHECK(got == p_->expect, description_, ": got ", got.str(), p_->sender_what.empty() ? "" : " sent by ",
-           p_->sender_what, ", expected ", p_->expect.str());
-  return p_->data;
+  SendSlot& msg = *slot_->matched;
+  const TensorSpec got{msg.source.sizes(), msg.source.dtype()};
+  Tensor data;
+  if (got == slot_->expect) data = ops::clone(msg.source);  // on this thread: this rank's memory
+  {
+    std::lock_guard<std::mutex> lk(g.mu);
+    msg.done = true;  // consumed either way, as MPI consumes a message that does not fit
+    g.cv.notify_all();
+  }
+  MP_CHECK(data.defined(), description_, ": got ", got.str(), msg.sender_what.empty() ? "" : " sent by ",
+           msg.sender_what, ", expected ", slot_->expect.str());
+  return data;
 }
 
 bool LocalRecv::test() {
   std::lock_guard<std::mutex> lk(comm_.group().mu);
-  return p_->filled;
+  return slot_->matched != nullptr;
 }
 
 }  // namespace
 
-std::vector<std::unique_ptr<Communicator>> make_local_world(int size,
-                                                            std::vector<std::shared_ptr<MemoryAccount>> accounts) {
+std::vector<std::unique_ptr<Communicator>> make_local_world(int size) {
   MP_CHECK(size >= 1, "local world: need at least 1 rank, got ", size);
-  auto world = std::make_shared<LocalWorld>(size, std::move(accounts));
+  auto world = std::make_shared<LocalWorld>();
   std::vector<int> ranks(static_cast<size_t>(size));
   for (int r = 0; r < size; ++r) ranks[static_cast<size_t>(r)] = r;
   auto group = std::make_shared<LocalGroup>(world, ranks);

@@ -52,8 +52,9 @@ class Communicator {
   // same (source, tag) are received in the order they were sent, and receives posted for them are
   // matched in the order they were posted. The receiver never shares memory with the sender. `what`
   // names the operation in errors (the executor passes its schedule action, e.g. "1RECV_F3").
-  // isend may complete at once (local buffers the message); a blocking send can wait until the
-  // receive is posted (mpi, large messages): programs must not rely on buffering (lowering.h).
+  // A send may wait until its receive is posted and taken (local always, mpi for large messages):
+  // programs must not rely on buffering — lowering.h orders them so blocking sends cannot deadlock.
+  // The sent tensor must not change until the send's wait() returns.
   virtual std::unique_ptr<Request> isend(const Tensor& t, int dst, int tag, const std::string& what = "") = 0;
   virtual std::unique_ptr<Request> irecv(const TensorSpec& expect, int src, int tag, const std::string& what = "") = 0;
   void send(const Tensor& t, int dst, int tag, const std::string& what = "") { isend(t, dst, tag, what)->wait(); }

@@ -52,7 +52,7 @@ void launch_local(const LaunchOptions& opts, const std::function<void(RankContex
   const int threads = budget_threads(opts.threads_per_rank, cores, P);
   std::vector<std::shared_ptr<MemoryAccount>> accounts;
   for (int r = 0; r < P; ++r) accounts.push_back(std::make_shared<MemoryAccount>());
-  auto comms = make_local_world(P, accounts);
+  auto comms = make_local_world(P);
   for (auto& c : comms) c->set_timeout(opts.timeout_s);
 
   std::mutex mu;

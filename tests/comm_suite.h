@@ -48,11 +48,13 @@ inline void broadcast_from_every_root(Communicator& c) {
 // tag 1: each tag keeps its order.
 inline void message_order_per_tag(Communicator& c) {
   if (c.size() < 2 || c.rank() > 1) return;
-  if (c.rank() == 0) {
+  if (c.rank() == 0) {  // non-blocking: a blocking send may wait for its receive (rendezvous)
+    std::vector<std::unique_ptr<Request>> sent;
     for (int i = 0; i < 10; ++i) {
-      c.send(full({2}, i, DType::Int64), 1, 1);
-      c.send(full({3}, 100 + i, DType::Int64), 1, 2);
+      sent.push_back(c.isend(full({2}, i, DType::Int64), 1, 1));
+      sent.push_back(c.isend(full({3}, 100 + i, DType::Int64), 1, 2));
     }
+    for (auto& r : sent) r->wait();
   } else {
     for (int i = 0; i < 10; ++i) EXPECT_EQ(c.recv({{3}, DType::Int64}, 0, 2).to_vector<int64_t>()[0], 100 + i);
     for (int i = 0; i < 10; ++i) EXPECT_EQ(c.recv({{2}, DType::Int64}, 0, 1).to_vector<int64_t>()[0], i);
@@ -70,8 +72,10 @@ inline void receives_match_in_posting_order(Communicator& c) {
     EXPECT_EQ(first->wait().item(), 1.0);
   } else {
     c.recv({{1}, DType::Float32}, 1, 6);
-    c.send(full({1}, 1.0, DType::Float64), 1, 5);
-    c.send(full({1}, 2.0, DType::Float64), 1, 5);
+    auto one = c.isend(full({1}, 1.0, DType::Float64), 1, 5);
+    auto two = c.isend(full({1}, 2.0, DType::Float64), 1, 5);
+    two->wait();
+    one->wait();
   }
 }
 
@@ -125,8 +129,9 @@ inline void sub_groups(Communicator& c) {
   if (sub->size() >= 2) {  // a message around the sub-group's ring, tagged like the world's
     const int n = sub->size(), me = sub->rank();
     auto in = sub->irecv({{1}, DType::Int64}, (me + n - 1) % n, 3);
-    sub->send(full({1}, r, DType::Int64), (me + 1) % n, 3);
+    auto out = sub->isend(full({1}, r, DType::Int64), (me + 1) % n, 3);
     EXPECT_EQ(in->wait().item(), members[static_cast<size_t>((me + n - 1) % n)]);
+    out->wait();
   }
   c.barrier();
 }

@@ -93,6 +93,11 @@ std::vector<OpCase> forward_cases() {
       {"where", [] { return ops::where(f64({1, 0, 1, 0, 0, 1}, {2, 3}), A, B); }, f64({1, 5, 3, 3, 2, 6}, {2, 3})},
       {"where_broadcast", [] { return ops::where(f64({0, 1}, {2, 1}), A, ROW); }, f64({10, 20, 30, 4, 5, 6}, {2, 3})},
       {"where_float32_cond", [] { return ops::where(f32({0, 2}), f64({1, 2}), f64({3, 4})); }, f64({3, 2})},
+      // cond != 0 is tested in cond's own dtype: 0.5 is true for int64 values, 1e-50 for float32 ones.
+      {"where_fractional_cond_int64", [] { return ops::where(f64({0.5, 0, -0.25}), i64({1, 2, 3}), i64({7, 8, 9})); },
+       i64({1, 8, 3})},
+      {"where_tiny_cond_float32", [] { return ops::where(f64({1e-50, 0}), f32({1, 2}), f32({3, 4})); }, f32({1, 4})},
+      {"where_int64_cond", [] { return ops::where(i64({0, 3}), f64({1, 2}), f64({3, 4})); }, f64({3, 2})},
       {"masked_fill", [] { return ops::masked_fill(A, f64({1, 0, 0}, {3}), -1); }, f64({-1, 2, 3, -1, 5, 6}, {2, 3})},
       // ---- reductions ----
       {"sum_all", [] { return ops::sum(A); }, s64(21)},

@@ -83,7 +83,7 @@ inline void print_peak(const Peak& p) {
               p.mhz, p.formula);
   if (p.zen4 > 0)
     std::printf("peak, Zen 4:    512-bit FMAs run as two 256-bit halves, 32 flops/cycle: 8 x 2 x 2 x %.0f MHz = "
-                "%.1f GFLOP/s per core; 114 (the issue's figure) = 32 x 3.55 GHz boost\n",
+                "%.1f GFLOP/s per core; ~114 at a 3.55 GHz boost\n",
                 p.mhz, p.zen4);
   // The clock the probe implies: its GFLOP/s over the flops per cycle the core really sustains.
   const int flops_per_cycle = p.zen4 > 0 ? 32 : 4 * p.lanes;

@@ -186,6 +186,8 @@ std::vector<OpCase> forward_cases() {
       {"contiguous_of_transpose", [] { return ops::contiguous(ops::transpose(A, 0, 1)); }, f64({1, 4, 2, 5, 3, 6}, {3, 2})},
       {"to_float32", [] { return ops::to(f64({0.5, -3}), DType::Float32); }, f32({0.5f, -3})},
       {"to_int64_truncates", [] { return ops::to(f64({2.9, -2.9}), DType::Int64); }, i64({2, -2})},
+      {"to_int64_limits", [] { return ops::to(f64({-0x1p63, 0x1p62, -0.5}), DType::Int64); },
+       i64({std::numeric_limits<int64_t>::min(), int64_t{1} << 62, 0})},
   };
 }
 
@@ -274,6 +276,12 @@ std::vector<ErrorCase> error_cases() {
       {"one_hot_dtype", [] { ops::one_hot(zeros({2}), 3); }, {"one_hot", "int64"}},
       {"view_incompatible", [] { ops::view(ops::transpose(zeros({2, 3}), 0, 1), {6}); }, {"view", "[3, 2]", "[6]", "reshape"}},
       {"copy_shapes", [] { ops::copy_(zeros({3}), zeros({2, 3})); }, {"copy_: cannot copy shape [2, 3] into [3]"}},
+      // Float -> int64 of NaN, infinities or values outside [-2^63, 2^63) is undefined behaviour in C++.
+      {"to_int64_nan", [] { ops::to(f64({1, std::nan("")}), DType::Int64); }, {"float64 value nan", "int64"}},
+      {"to_int64_too_big", [] { ops::to(f64({0x1p63}), DType::Int64); }, {"float64 value 9.22337e+18", "int64"}},
+      {"to_int64_too_small", [] { ops::to(f32({-1e30f}), DType::Int64); }, {"float32 value -1e+30", "int64"}},
+      {"copy_int64_inf", [] { ops::copy_(zeros({2}, DType::Int64), f32({1, -INFINITY})); }, {"copy_", "-inf", "int64"}},
+      {"fill_int64_nan", [] { full({2}, std::nan(""), DType::Int64); }, {"fill_", "nan", "int64"}},
       {"add_inplace_shapes", [] { ops::add_(zeros({3}), zeros({2, 3})); }, {"add_", "[2, 3]", "[3]"}},
       {"dropout_p", [] { Generator g; ops::dropout_mask(zeros({2}), 1.0, g); }, {"dropout", "[0, 1)", "1"}},
       {"undefined_input", [] { ops::exp(Tensor()); }, {"exp", "undefined"}},

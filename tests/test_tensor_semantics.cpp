@@ -357,6 +357,8 @@ TEST(TensorRandom, NormalMomentsAndUniformRange) {
   std::vector<int> hits(7, 0);
   for (int i = 0; i < 7000; ++i) ++hits[g.below(7)];
   for (int h : hits) EXPECT_GT(h, 850);
+  EXPECT_EQ(g.below(1), 0u);
+  expect_error([&] { g.below(0); }, {"below", "0"});  // was a division by zero
 }
 
 // ---- printing ----

@@ -12,6 +12,7 @@
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
 #include "nn/attention.h"
+#include "nn/embedding.h"
 #include "tensor/threads.h"
 
 namespace minipipe {
@@ -178,6 +179,28 @@ TEST(Embedding, OutOfRangeIndexNamesValueAndTableSize) {
     EXPECT_NE(m.find("5 rows"), std::string::npos) << m;
   }
   EXPECT_THROW(ops::embedding(zeros({5, 2}), from_vector(std::vector<float>{1.0f})), Error);
+}
+
+// Float token ids are checked before they are cast: NaN or a value outside int64's range would
+// make the cast itself undefined behaviour.
+TEST(Embedding, FloatIdsThatAreNotTokensAreAnError) {
+  const std::vector<std::pair<double, std::string>> bad = {
+      {std::nan(""), "nan"}, {1e30, "1e+30"}, {-0x1p64, "-1.84467e+19"}, {INFINITY, "inf"}, {2.5, "2.5"}};
+  for (const auto& [v, shown] : bad) {
+    for (DType dt : {DType::Float32, DType::Float64}) {
+      try {
+        nn::to_token_index(ops::to(from_vector(std::vector<double>{1.0, v}), dt));
+        ADD_FAILURE() << "expected an error for " << shown;
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("token index"), std::string::npos) << m;
+        EXPECT_NE(m.find(shown), std::string::npos) << m;
+        EXPECT_NE(m.find("position 1"), std::string::npos) << m;
+      }
+    }
+  }
+  EXPECT_EQ(nn::to_token_index(from_vector(std::vector<float>{3.0f, 0.0f})).to_vector<int64_t>(),
+            (std::vector<int64_t>{3, 0}));
 }
 
 TEST(CausalSoftmax, MatchesMaskedSoftmaxAndZerosTheFuture) {

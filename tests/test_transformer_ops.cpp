@@ -109,9 +109,14 @@ TEST(LayerNorm, ForwardMatchesComposedOps) {
   EXPECT_LT(max_diff(out, ref), 1e-12);
   EXPECT_EQ(mean.sizes(), Shape({15}));
   EXPECT_LT(max_diff(mean, ops::reshape(mu, {15})), 1e-12);
-  // Each output row has mean beta-weighted... with w = 1, b = 0: mean 0 and variance 1.
+  // With w = 1 and b = 0 every output row has mean 0 and (biased) variance v / (v + eps), v the
+  // input row's variance: 1 up to eps / v (x's rows have v around 9 here).
   auto [norm, m2, r2] = ops::layernorm(x, ones({16}, DType::Float64), zeros({16}, DType::Float64), 1e-5);
   EXPECT_LT(ops::max(ops::abs(ops::mean(norm, {-1}))).item(), 1e-12);
+  const Tensor norm_var = ops::mean(ops::mul(norm, norm), {-1});  // the mean is 0: E[y^2]
+  const Tensor want_var = ops::div(var, ops::add_scalar(var, 1e-5));
+  EXPECT_LT(max_diff(norm_var, ops::reshape(want_var, {3, 5})), 1e-12);
+  EXPECT_LT(ops::max(ops::abs(ops::add_scalar(norm_var, -1.0))).item(), 1e-5);
 }
 
 TEST(LayerNorm, BackwardIsTheSameOnOneAndTwoThreads) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -439,6 +440,40 @@ TEST(OpInvariance, SameResultForOneAndTwoThreads) {
     EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << "result " << i;
   }
   EXPECT_THROW(set_num_threads(0), Error);
+}
+
+// Batched products with >= 2^18 multiply-adds run one GEMM per thread, each single-threaded:
+// the same bits on 1 and 2 threads (docs/performance.md, Determinism), for plain, transposed
+// and broadcast operands.
+TEST(OpInvariance, BatchedMatmulIsTheSameOnOneAndTwoThreads) {
+  const int before = get_num_threads();
+  Generator g(14);
+  Tensor a = randn({6, 96, 64}, DType::Float32, &g), b = randn({6, 64, 80}, DType::Float32, &g);
+  Tensor bt = ops::transpose(randn({6, 80, 64}, DType::Float32, &g), 1, 2);
+  Tensor shared = randn({64, 80}, DType::Float32, &g);  // broadcast over the batch
+  auto run_all = [&] {
+    return std::vector<Tensor>{ops::matmul(a, b), ops::matmul(a, bt), ops::matmul(a, shared)};
+  };
+  set_num_threads(1);
+  auto one = run_all();
+  set_num_threads(2);
+  auto two = run_all();
+  set_num_threads(before);
+  for (size_t i = 0; i < one.size(); ++i) {
+    ASSERT_EQ(one[i].sizes(), Shape({6, 96, 80}));
+    EXPECT_EQ(std::memcmp(one[i].raw_data(), two[i].raw_data(), one[i].nbytes()), 0) << "result " << i;
+  }
+  // Batch 3 of the plain product against the 2-D product of its slices.
+  Tensor ref = ops::matmul(ops::to(ops::select(a, 0, 3), DType::Float64), ops::to(ops::select(b, 0, 3), DType::Float64));
+  EXPECT_LT(ops::max(ops::abs(ops::sub(ops::to(ops::select(two[0], 0, 3), DType::Float64), ref))).item(), 1e-4);
+}
+
+// ctest runs this program, test_gradcheck and test_transformer_ops twice: with OMP_NUM_THREADS=1
+// and, as the .threads2 tests, with 2 (CMakeLists.txt). The second run must really have 2.
+TEST(Threads, StartWithTheCountOmpNumThreadsAsks) {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (env == nullptr) GTEST_SKIP() << "OMP_NUM_THREADS is not set";
+  EXPECT_EQ(get_num_threads(), std::atoi(env));
 }
 
 TEST(OpRandom, DropoutMask) {

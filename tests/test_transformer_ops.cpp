@@ -255,6 +255,39 @@ TEST(CausalAttention, FusedMatchesReferenceForwardAndBackward) {
   for (int i = 0; i < 3; ++i) EXPECT_LT(max_diff(a[i].grad(), b[i].grad()), 1e-4) << "input " << i;
 }
 
+// Big enough for the threaded paths (B·H·T·hd = 2^18 for the fused attention, rows × keys >= the
+// parallel grain for the causal softmax): one (batch, head) or one row per task, so 1 and 2
+// threads give the same bits — the promise docs/gpt.md makes. Under ctest the whole file also
+// runs with OMP_NUM_THREADS=2 (the .threads2 tests).
+TEST(CausalAttention, FusedForwardAndBackwardAreTheSameOnOneAndTwoThreads) {
+  const int64_t B = 2, H = 4, T = 128, hd = 128, C = H * hd;
+  Generator gen(17);
+  Tensor qkv = randn({B, T, 3 * C}, {}, &gen), dout = randn({B, T, C}, {}, &gen);
+  Tensor mask = ops::dropout_mask(zeros({B, H, T, T}), 0.1, gen);
+  Tensor scores = ops::mul_scalar(randn({8, 64, 64}, {}, &gen), 3.0);
+  const int before = get_num_threads();
+  std::vector<std::vector<float>> results[2];
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto& r = results[threads - 1];
+    for (const Tensor& m : {Tensor(), mask}) {
+      auto [out, att] = ops::attention_forward(qkv, H, m);
+      r.push_back(out.to_vector<float>());
+      r.push_back(att.to_vector<float>());
+      r.push_back(ops::attention_backward(dout, qkv, att, H, m).to_vector<float>());
+    }
+    Tensor y = ops::causal_softmax(scores, 0.125);
+    r.push_back(y.to_vector<float>());
+    r.push_back(ops::causal_softmax_backward(scores, y, 0.125).to_vector<float>());
+  }
+  set_num_threads(before);
+  ASSERT_EQ(results[0].size(), results[1].size());
+  for (size_t i = 0; i < results[0].size(); ++i) EXPECT_TRUE(results[0][i] == results[1][i]) << "result " << i;
+  // And they are right: the float64 kernels agree.
+  auto [out64, att64] = ops::attention_forward(ops::to(qkv, DType::Float64), H);
+  EXPECT_LT(max_diff(from_vector(results[1][0], {B, T, C}), out64), 1e-5);
+}
+
 // Backpropagate from output position t only: nothing at positions > t may receive gradient, for
 // q, k or v, in the fused path and in the reference, with and without dropout.
 TEST(CausalAttention, NoGradientFlowsFromTheFuture) {

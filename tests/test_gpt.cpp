@@ -280,6 +280,53 @@ TEST(GPT, OverfitsAFixedString) {
   EXPECT_LT(process_cpu_seconds() - cpu_start, 10.0);
 }
 
+// A stand-in model for gpt_generate: logits [1, T, V] of zeros (V of its choosing), or an error.
+class FixedLogits : public Module {
+ public:
+  FixedLogits(int64_t V, bool fail) : Module("FixedLogits"), V_(V), fail_(fail) {}
+  Tensor forward(const Tensor& x) override {
+    MP_CHECK(!fail_, "FixedLogits: failing on purpose");
+    ran_in_training_mode = is_training();
+    return zeros({1, x.size(1), V_});
+  }
+  bool ran_in_training_mode = true;
+
+ private:
+  int64_t V_;
+  bool fail_;
+};
+
+// gpt_generate reads as many logits as the model returns (not cfg.vocab_size: a mismatch is an
+// error, not a read past the end), samples in eval mode, and gives the caller's mode back
+// however it returns — an exception from the model included.
+TEST(GPT, GenerateChecksTheLogitsAndRestoresTheMode) {
+  const GPTConfig cfg = tiny_config();  // vocab 11
+  SampleOptions opts;
+  Generator g(0);
+  for (int64_t V : {5, 12}) {  // fewer, and more, logits than the vocabulary has tokens
+    FixedLogits m(V, false);
+    try {
+      gpt_generate(m, cfg, {0}, 3, opts, g);
+      ADD_FAILURE() << "expected an error for " << V << " logits";
+    } catch (const Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find(std::to_string(V) + " logits"), std::string::npos) << msg;
+      EXPECT_NE(msg.find("vocab_size=11"), std::string::npos) << msg;
+    }
+    EXPECT_TRUE(m.is_training());
+  }
+  FixedLogits failing(11, true);
+  EXPECT_THROW(gpt_generate(failing, cfg, {0}, 3, opts, g), Error);
+  EXPECT_TRUE(failing.is_training()) << "an error inside generation left the model in eval mode";
+  FixedLogits ok(11, false);
+  EXPECT_EQ(gpt_generate(ok, cfg, {0}, 3, opts, g).size(), 4u);
+  EXPECT_FALSE(ok.ran_in_training_mode);
+  EXPECT_TRUE(ok.is_training());
+  ok.eval();
+  gpt_generate(ok, cfg, {0}, 3, opts, g);
+  EXPECT_FALSE(ok.is_training());  // eval stays eval
+}
+
 // A few steps of real training (random batches, dropout on): the same seed gives the same
 // losses bit for bit; another seed does not.
 std::vector<double> train_losses(uint64_t seed, int steps) {

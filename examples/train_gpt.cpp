@@ -224,6 +224,7 @@ int run(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  minipipe::init_runtime(argv);  // passive OpenMP waits unless the user chose (tensor/threads.h)
   CLI::App app{"Train a GPT-style character-level language model with minipipe"};
   Config cfg;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins

@@ -469,7 +469,7 @@ TEST(OpInvariance, BatchedMatmulIsTheSameOnOneAndTwoThreads) {
 }
 
 // ctest runs this program, test_gradcheck and test_transformer_ops twice: with OMP_NUM_THREADS=1
-// and, as the .threads2 tests, with 2 (CMakeLists.txt). The second run must really have 2.
+// and, as the threads2.* tests, with 2 (CMakeLists.txt). The second run must really have 2.
 TEST(Threads, StartWithTheCountOmpNumThreadsAsks) {
   const char* env = std::getenv("OMP_NUM_THREADS");
   if (env == nullptr) GTEST_SKIP() << "OMP_NUM_THREADS is not set";

@@ -258,7 +258,7 @@ TEST(CausalAttention, FusedMatchesReferenceForwardAndBackward) {
 // Big enough for the threaded paths (B·H·T·hd = 2^18 for the fused attention, rows × keys >= the
 // parallel grain for the causal softmax): one (batch, head) or one row per task, so 1 and 2
 // threads give the same bits — the promise docs/gpt.md makes. Under ctest the whole file also
-// runs with OMP_NUM_THREADS=2 (the .threads2 tests).
+// runs with OMP_NUM_THREADS=2 (the threads2.* tests).
 TEST(CausalAttention, FusedForwardAndBackwardAreTheSameOnOneAndTwoThreads) {
   const int64_t B = 2, H = 4, T = 128, hd = 128, C = H * hd;
   Generator gen(17);

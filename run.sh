@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The main job: install what is missing, build, then train the MLP on Fashion-MNIST.
 # Extra arguments go to the trainer: ./run.sh --epochs 3
+# It builds every example program (build/train_mlp, train_gpt, show_schedule, show_partition),
+# so the other commands in README.md work after it; it runs only train_mlp.
 set -euo pipefail
 cd "$(dirname "$0")"
 source scripts/setup.sh
 minipipe_install_packages
-minipipe_build --target train_mlp
+minipipe_build --target examples
 exec ./build/train_mlp "$@"

@@ -1,13 +1,16 @@
 // bench_elementwise: GB/s (bytes read + written / time) of minipipe's elementwise ops,
 // reductions and softmax on 1M and 16M float32 elements, 1 and 2 threads, next to a plain
-// memcpy (the machine's practical bandwidth). Tensors are [rows, 1024]; the bias is [1024].
+// memcpy (the machine's practical bandwidth) and memcpy into fresh buffers (what allocating the
+// output costs). Tensors are [rows, 1024]; the bias is [1024].
 // Run: build/bench_elementwise [--threads 1,2] [--benchmark_repetitions=5 ...]; see docs/performance.md.
 #include <omp.h>
+#include <sys/mman.h>
 
 #include <CLI/CLI.hpp>
 #include <benchmark/benchmark.h>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <map>
@@ -24,11 +27,17 @@ namespace {
 
 constexpr int64_t kCols = 1024;
 
+// The memcpy reference points: into a buffer allocated once, into a fresh malloc per call (what a
+// fresh op output pays: first-touch page faults), and into a fresh buffer on transparent huge
+// pages (madvise; 512x fewer faults).
+enum class Copy { none, reused, fresh, fresh_thp };
+
 struct Op {
   std::string name;
   // Bytes moved per call, for an [r, c] input: what the op must read and write at least.
   std::function<double(int64_t r, int64_t c)> bytes;
   std::function<Tensor(const Tensor& x, const Tensor& y, const Tensor& bias)> run;
+  Copy copy = Copy::none;
 };
 
 std::vector<Op> op_table() {
@@ -36,7 +45,9 @@ std::vector<Op> op_table() {
   return {
       // Reference points: memcpy into a buffer allocated once (bandwidth), and minipipe's clone
       // (a fresh output each call, as every op below allocates one).
-      {"memcpy", [=](int64_t r, int64_t c) { return f(2.0 * r * c); }, nullptr},
+      {"memcpy", [=](int64_t r, int64_t c) { return f(2.0 * r * c); }, nullptr, Copy::reused},
+      {"memcpy_new", [=](int64_t r, int64_t c) { return f(2.0 * r * c); }, nullptr, Copy::fresh},
+      {"memcpy_thp", [=](int64_t r, int64_t c) { return f(2.0 * r * c); }, nullptr, Copy::fresh_thp},
       {"clone", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
        [](const Tensor& x, const Tensor&, const Tensor&) { return ops::clone(x); }},
       {"add", [=](int64_t r, int64_t c) { return f(3.0 * r * c); },
@@ -81,11 +92,23 @@ void bm_op(benchmark::State& st, Op op, int64_t numel, int threads) {
       Tensor out = op.run(x, y, bias);
       benchmark::DoNotOptimize(out.raw_data());
     }
-  } else {
+  } else if (op.copy == Copy::reused) {
     Tensor dst = zeros({rows, kCols});
     for (auto _ : st) {
       parallel_memcpy(dst.data_ptr<float>(), x.data_ptr<float>(), numel, threads);
       benchmark::ClobberMemory();
+    }
+  } else {
+    const size_t bytes = static_cast<size_t>(numel) * sizeof(float), huge = size_t{2} << 20;
+    for (auto _ : st) {
+      float* dst = op.copy == Copy::fresh
+                       ? static_cast<float*>(std::malloc(bytes))
+                       : static_cast<float*>(std::aligned_alloc(huge, (bytes + huge - 1) / huge * huge));
+      if (op.copy == Copy::fresh_thp) ::madvise(dst, bytes, MADV_HUGEPAGE);  // a hint: may be refused
+      parallel_memcpy(dst, x.data_ptr<float>(), numel, threads);
+      benchmark::DoNotOptimize(dst);
+      benchmark::ClobberMemory();
+      std::free(dst);
     }
   }
   st.counters["GB/s"] = benchmark::Counter(op.bytes(rows, kCols) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);

@@ -42,21 +42,9 @@ inline Peak read_cpuinfo() {
 
 // Twelve independent FMA chains (more than latency 4 × 2 pipes), so the loop runs at the FMA
 // units' throughput. Best of five 0.1 s runs: on a shared machine the best is the least disturbed.
-inline double fma_probe_gflops() {
-#if defined(__AVX512F__)
-  using V = __m512;
-  constexpr int kLanes = 16;
-  auto set = [](float x) { return _mm512_set1_ps(x); };
-  auto fma = [](V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); };
-#elif defined(__FMA__)
-  using V = __m256;
-  constexpr int kLanes = 8;
-  auto set = [](float x) { return _mm256_set1_ps(x); };
-  auto fma = [](V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); };
-#else
-  return 0.0;  // built without FMA (MINIPIPE_NATIVE=OFF): no probe, the formula peak is used
-#endif
-#if defined(__AVX512F__) || defined(__FMA__)
+// V: the register type (__m512 or __m256), kLanes float32 lanes in it.
+template <typename V, int kLanes, typename Set, typename Fma>
+double fma_probe(Set set, Fma fma) {
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     V a[12];
@@ -73,7 +61,50 @@ inline double fma_probe_gflops() {
     best = std::max(best, 12.0 * iters * kLanes * 2 / s / 1e9);
   }
   return best;
+}
+
+// The probe on the widest registers the build targets (0 when built without FMA,
+// MINIPIPE_NATIVE=OFF: the formula peak is used).
+inline double fma_probe_gflops() {
+#if defined(__AVX512F__)
+  return fma_probe<__m512, 16>([](float x) { return _mm512_set1_ps(x); },
+                               [](__m512 a, __m512 b, __m512 c) { return _mm512_fmadd_ps(a, b, c); });
+#elif defined(__FMA__)
+  return fma_probe<__m256, 8>([](float x) { return _mm256_set1_ps(x); },
+                              [](__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); });
+#else
+  return 0.0;
 #endif
+}
+
+// The same probe on 256-bit registers (ymm). On Zen 4 it matches the 512-bit one: both end up on
+// the same two 256-bit FMA pipes (docs/performance.md). 0 when built without FMA.
+inline double fma_probe_ymm_gflops() {
+#if defined(__FMA__)
+  return fma_probe<__m256, 8>([](float x) { return _mm256_set1_ps(x); },
+                              [](__m256 a, __m256 b, __m256 c) { return _mm256_fmadd_ps(a, b, c); });
+#else
+  return 0.0;
+#endif
+}
+
+// The clock a busy core really runs at (a KVM guest's cpu MHz is the nominal one): a chain of
+// dependent integer adds retires one add per cycle. Best of five runs of ~0.1 s.
+inline double clock_probe_ghz() {
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    uint64_t x = 0;
+    const int64_t iters = 50'000'000;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < iters; ++i)
+      asm volatile(
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\t"
+          "add $1, %0\n\tadd $1, %0\n\tadd $1, %0\n\tadd $1, %0"
+          : "+r"(x));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, 8.0 * iters / s / 1e9);
+  }
+  return best;
 }
 
 inline void print_peak(const Peak& p) {
@@ -83,7 +114,7 @@ inline void print_peak(const Peak& p) {
               p.mhz, p.formula);
   if (p.zen4 > 0)
     std::printf("peak, Zen 4:    512-bit FMAs run as two 256-bit halves, 32 flops/cycle: 8 x 2 x 2 x %.0f MHz = "
-                "%.1f GFLOP/s per core; 114 (the issue's figure) = 32 x 3.55 GHz boost\n",
+                "%.1f GFLOP/s per core; ~114 at a 3.55 GHz boost\n",
                 p.mhz, p.zen4);
   // The clock the probe implies: its GFLOP/s over the flops per cycle the core really sustains.
   const int flops_per_cycle = p.zen4 > 0 ? 32 : 4 * p.lanes;

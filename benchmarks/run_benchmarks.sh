@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Builds the CPU benchmarks (Release) twice — MINIPIPE_BLAS=ON (Eigen hands GEMMs to OpenBLAS,
-# the default) in build-bench/ and MINIPIPE_BLAS=OFF (Eigen's own GEMM) in build-bench-eigen/ —
-# runs them with interleaved repetitions and prints each program's table of medians. A few
-# minutes in all. Output is also kept in build-bench/results/ (text and JSON).
+# Builds the CPU benchmarks (Release) twice — MINIPIPE_BLAS=ON (matmul calls cblas_sgemm
+# directly, one call per GEMM; the default) in build-bench/ and MINIPIPE_BLAS=OFF (Eigen's own
+# GEMM) in build-bench-eigen/ — runs them with interleaved repetitions and prints each program's
+# table of medians: GEMM, elementwise ops, the MLP training step and the GPT training step.
+# Several minutes in all, the GPT step the longest. Output is also kept in build-bench/results/
+# (text and JSON).
 #
 #   benchmarks/run_benchmarks.sh               # everything
 #   REPS=5 MIN_TIME=0.5 benchmarks/run_benchmarks.sh   # slower, steadier
-#   ONLY=matmul benchmarks/run_benchmarks.sh   # one of: matmul, eigen, elementwise, mlp
+#   ONLY=matmul benchmarks/run_benchmarks.sh   # one of: matmul, eigen, elementwise, mlp, gpt
+#
+# bench_gpt times each model for at least 2 s per repetition whatever MIN_TIME says (one step of
+# its larger model takes most of a second on one core, docs/gpt.md). The benchmarks keep OpenMP's default (spinning) waits: on an idle
+# machine they are 20-25% faster than passive ones (docs/performance.md, Caveats).
 #
 # The machines have 2 cores: anything else running (a compile) shows up in the numbers, and
 # 2-thread runs suffer most. bench_matmul prints a "busy" column (CPU time / wall time / threads)
@@ -23,7 +29,7 @@ OUT="$ROOT/build-bench/results"
 build() {  # build <dir> <cmake args...>
   local dir="$1"; shift
   cmake -S "$ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
-  ninja -C "$dir" -j"$JOBS" bench_matmul bench_elementwise bench_mlp_step >/dev/null
+  ninja -C "$dir" -j"$JOBS" bench_matmul bench_elementwise bench_mlp_step bench_gpt >/dev/null
 }
 
 run() {  # run <name> <binary> <args...>
@@ -56,6 +62,9 @@ if want elementwise; then
 fi
 if want mlp; then
   run mlp_step "$ROOT/build-bench/bench_mlp_step" --benchmark_min_time="$MIN_TIME"
+fi
+if want gpt; then
+  run gpt_step "$ROOT/build-bench/bench_gpt"
 fi
 echo
 echo "done; load average now $(cut -d' ' -f1-3 /proc/loadavg). Results: $OUT/"

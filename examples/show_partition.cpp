@@ -74,6 +74,7 @@ int run(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  minipipe::init_runtime(argv);  // passive OpenMP waits unless the user chose (tensor/threads.h)
   CLI::App app{"Profile a model and show how the partitioner cuts it into pipeline stages"};
   Config cfg;
   app.add_option("--model", cfg.model, "mlp (train_mlp's) or gpt (train_gpt's blocks)")->capture_default_str();

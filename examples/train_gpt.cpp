@@ -132,6 +132,8 @@ int run(const Config& cfg) {
   const double unigram = nn::unigram_entropy(split.val, vocab.size());
   std::printf("baselines: ln(vocab) = %.4f nats (uniform guess); unigram entropy of val = %.4f nats (%.3f bits/char)\n",
               std::log(static_cast<double>(vocab.size())), unigram, unigram / std::log(2.0));
+  std::printf("           bigram entropy of val, H(next | current) = %.4f nats (the best loss from one token of context)\n",
+              nn::bigram_entropy(split.val, vocab.size()));
 
   const std::vector<int64_t> prompt = vocab.encode(cfg.prompt);  // fails now, not after training
   MP_CHECK(cfg.sample == 0 || !prompt.empty(), "--prompt must not be empty when sampling");
@@ -225,6 +227,7 @@ int run(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  minipipe::init_runtime(argv);  // passive OpenMP waits unless the user chose (tensor/threads.h)
   CLI::App app{"Train a GPT-style character-level language model with minipipe"};
   Config cfg;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins

@@ -157,6 +157,7 @@ int run(const Config& cfg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  minipipe::init_runtime(argv);  // passive OpenMP waits unless the user chose (tensor/threads.h)
   CLI::App app{"Train an MLP on Fashion-MNIST with minipipe"};
   Config cfg;
   app.add_option("--hidden", cfg.hidden, "hidden layer sizes, comma-separated")->capture_default_str();

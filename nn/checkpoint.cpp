@@ -2,9 +2,6 @@
 // whole file and every name, shape and dtype before it copies anything into the module.
 #include "nn/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
 #include <cerrno>
@@ -14,6 +11,8 @@
 #include <nlohmann/json.hpp>
 #include <set>
 #include <vector>
+
+#include "nn/atomic_file.h"
 
 namespace minipipe::nn {
 
@@ -37,58 +36,6 @@ const char* st_dtype(DType t) {
 }
 
 std::string errno_str() { return std::strerror(errno); }
-
-// ---- writing ----
-
-// The temporary file of an atomic write: removed on destruction unless committed.
-class TempFile {
- public:
-  TempFile(std::string target) : target_(std::move(target)) {
-    path_ = target_ + ".tmp." + std::to_string(::getpid());
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    MP_CHECK(fd_ >= 0, "save: cannot create ", path_, " (to write ", target_, "): ", errno_str());
-  }
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  void write(const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-      const ssize_t w = ::write(fd_, p, std::min<size_t>(n, size_t{1} << 30));
-      if (w < 0 && errno == EINTR) continue;
-      MP_CHECK(w > 0, "save: cannot write ", path_, " (to write ", target_, "): ", errno_str());
-      p += w;
-      n -= static_cast<size_t>(w);
-    }
-  }
-
-  // fsync, close and rename over the target: after this the target holds the new bytes.
-  void commit() {
-    MP_CHECK(::fsync(fd_) == 0, "save: cannot fsync ", path_, ": ", errno_str());
-    const int fd = fd_;
-    fd_ = -1;
-    MP_CHECK(::close(fd) == 0, "save: cannot close ", path_, ": ", errno_str());
-    MP_CHECK(std::rename(path_.c_str(), target_.c_str()) == 0, "save: cannot rename ", path_, " to ",
-             target_, ": ", errno_str());
-    committed_ = true;
-    // Make the rename itself durable; best effort (some file systems refuse to fsync a directory).
-    std::string dir = std::filesystem::path(target_).parent_path().string();
-    const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      (void)::fsync(dfd);
-      ::close(dfd);
-    }
-  }
-
- private:
-  std::string target_, path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 // ---- reading ----
 
@@ -165,7 +112,7 @@ void save_tensors(const TensorMap& tensors, const std::string& path, const Metad
   text.append((8 - text.size() % 8) % 8, ' ');
   const uint64_t len = text.size();
 
-  TempFile out(path);
+  AtomicFile out(path, "save");
   out.write(&len, 8);
   out.write(text.data(), text.size());
   for (const Tensor& t : data) out.write(t.raw_data(), t.nbytes());

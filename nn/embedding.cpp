@@ -2,6 +2,7 @@
 #include "nn/embedding.h"
 
 #include <cmath>
+#include <vector>
 
 namespace minipipe::nn {
 
@@ -21,13 +22,15 @@ std::string Embedding::extra_repr() const {
 Tensor to_token_index(const Tensor& t) {
   MP_CHECK(t.defined(), "token index: got an undefined tensor");
   if (t.dtype() == DType::Int64) return t;
-  Tensor idx = ops::to(t, DType::Int64);
-  // Round-trip check: a fractional id means the caller passed activations, not tokens.
-  Tensor back = ops::to(idx, t.dtype());
-  const double err = ops::max(ops::abs(ops::sub(back, ops::contiguous(t)))).item();
-  MP_CHECK(err == 0, "token index: expected whole-number token ids, got a ", dtype_name(t.dtype()), " tensor ",
-           shape_str(t.sizes()), " with fractional values (max deviation ", err, ")");
-  return idx;
+  // Every id is checked before the cast: a fractional one means the caller passed activations,
+  // not tokens, and NaN or a value outside int64's range would make the cast undefined.
+  // (float32 -> double is exact, so the check sees the values the cast would.)
+  const std::vector<double> ids = t.to_vector<double>();
+  for (size_t i = 0; i < ids.size(); ++i)
+    MP_CHECK(std::trunc(ids[i]) == ids[i] && ids[i] >= -0x1p63 && ids[i] < 0x1p63,
+             "token index: expected whole-number token ids, got ", ids[i], " at position ", i, " of a ",
+             dtype_name(t.dtype()), " tensor ", shape_str(t.sizes()));
+  return ops::to(t, DType::Int64);
 }
 
 }  // namespace minipipe::nn

@@ -21,7 +21,7 @@ class Embedding : public Module {
 };
 
 // Token ids as int64: int64 tensors pass through; floating-point ones (a float pipeline carrying
-// tokens) are converted after checking every value is a whole number.
+// tokens) are converted after checking every value is a whole number in int64's range.
 Tensor to_token_index(const Tensor& t);
 
 }  // namespace minipipe::nn

@@ -101,6 +101,28 @@ double unigram_entropy(const std::vector<int64_t>& tokens, int64_t vocab_size) {
   return h;
 }
 
+double bigram_entropy(const std::vector<int64_t>& tokens, int64_t vocab_size) {
+  MP_CHECK(tokens.size() >= 2, "bigram_entropy: need at least two tokens, got ", tokens.size());
+  MP_CHECK(vocab_size > 0 && vocab_size <= 65536, "bigram_entropy: vocab_size must be in 1..65536, got ", vocab_size);
+  const auto V = static_cast<size_t>(vocab_size);
+  std::vector<int64_t> pair(V * V, 0), first(V, 0);  // count(a, b) and count(a) over the pairs
+  for (size_t i = 0; i + 1 < tokens.size(); ++i) {
+    const int64_t a = tokens[i], b = tokens[i + 1];
+    MP_CHECK(a >= 0 && a < vocab_size && b >= 0 && b < vocab_size, "bigram_entropy: token ",
+             (a >= 0 && a < vocab_size) ? b : a, " out of range for ", vocab_size);
+    ++pair[static_cast<size_t>(a) * V + static_cast<size_t>(b)];
+    ++first[static_cast<size_t>(a)];
+  }
+  // -sum over pairs of p(a, b) log p(b | a), with p(b | a) = count(a, b) / count(a).
+  double h = 0;
+  const double n = static_cast<double>(tokens.size() - 1);
+  for (size_t a = 0; a < V; ++a)
+    for (size_t b = 0; b < V; ++b)
+      if (const int64_t c = pair[a * V + b]; c > 0)
+        h -= static_cast<double>(c) / n * std::log(static_cast<double>(c) / static_cast<double>(first[a]));
+  return h;
+}
+
 TextSplit split_train_val(const std::vector<int64_t>& tokens, double val_fraction, int64_t block) {
   MP_CHECK(val_fraction > 0 && val_fraction < 1, "split: validation fraction must be in (0, 1), got ", val_fraction);
   MP_CHECK(block > 0, "split: block size must be positive, got ", block);

@@ -43,6 +43,10 @@ class Vocabulary {
 // Entropy of the token frequencies in nats, -sum p log p: the loss of the best model that
 // ignores context (a unigram model), the baseline a language model must beat.
 double unigram_entropy(const std::vector<int64_t>& tokens, int64_t vocab_size);
+// Conditional entropy of the next token given the current one, H(next | current) in nats, over
+// the consecutive pairs of `tokens`: the loss of the best model that sees one token of context
+// (a bigram model), the level a language model passes once it looks further back.
+double bigram_entropy(const std::vector<int64_t>& tokens, int64_t vocab_size);
 
 struct TextSplit {
   std::vector<int64_t> train, val;

@@ -176,17 +176,28 @@ std::vector<int64_t> gpt_generate(Module& model, const GPTConfig& cfg, std::vect
   MP_CHECK(opts.temperature >= 0, "gpt_generate: temperature must be >= 0, got ", opts.temperature);
   MP_CHECK(opts.top_k >= 0, "gpt_generate: top_k must be >= 0, got ", opts.top_k);
   NoGradGuard guard;
-  const bool was_training = model.is_training();
+  // Sampling runs in eval mode; the caller's mode comes back however this returns (an error too).
+  struct RestoreMode {
+    Module& m;
+    const bool was_training;
+    ~RestoreMode() { m.train(was_training); }
+  } restore{model, model.is_training()};
   model.eval();
-  std::vector<double> p(static_cast<size_t>(cfg.vocab_size));
+  std::vector<double> p;
   for (int64_t step = 0; step < n; ++step) {
     // The last `context` tokens: [1, Tw] -> logits [1, Tw, V]; only the last row is used.
     const int64_t tw = std::min<int64_t>(static_cast<int64_t>(tokens.size()), cfg.context);
     std::vector<int64_t> window(tokens.end() - tw, tokens.end());
-    Tensor logits = ops::to(ops::select(ops::select(model.forward(from_vector(window, {1, tw})), 0, 0), 0, tw - 1),
-                            DType::Float64);
+    const Tensor out = model.forward(from_vector(window, {1, tw}));
+    MP_CHECK(out.dim() == 3 && out.size(0) == 1 && out.size(1) == tw, "gpt_generate: expected logits [1, ", tw,
+             ", V] from the model, got ", shape_str(out.sizes()));
+    // V from the logits themselves: the buffer below must match what is read.
+    MP_CHECK(out.size(2) == cfg.vocab_size, "gpt_generate: the model returned ", out.size(2),
+             " logits per position, but the config says vocab_size=", cfg.vocab_size);
+    Tensor logits = ops::contiguous(ops::to(ops::select(ops::select(out, 0, 0), 0, tw - 1), DType::Float64));
     const double* l = logits.data_ptr<double>();
-    const size_t V = p.size();
+    const size_t V = static_cast<size_t>(logits.size(0));
+    p.resize(V);
     size_t best = 0;
     for (size_t v = 1; v < V; ++v)
       if (l[v] > l[best]) best = v;
@@ -215,7 +226,6 @@ std::vector<int64_t> gpt_generate(Module& model, const GPTConfig& cfg, std::vect
     }
     tokens.push_back(static_cast<int64_t>(pick));
   }
-  model.train(was_training);
   return tokens;
 }
 

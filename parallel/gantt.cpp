@@ -26,9 +26,13 @@ std::string gantt(const Program& program, const Simulation& sim, double slot) {
         if (is_compute(t.action.op) && t.end > t.start) slot = std::min(slot, t.end - t.start);
     if (!std::isfinite(slot)) slot = 1.0;
   }
+  MP_CHECK(std::isfinite(slot), "gantt: slot must be a positive number (or 0 for the default), got ", slot);
   const double eps = 1e-9 * slot;
-  const int slots = static_cast<int>(std::ceil(sim.makespan / slot - 1e-9));
-  MP_CHECK(slots <= 100000, "gantt: ", slots, " slots is too many; pass a larger slot");
+  // Counted in double and checked before the conversion: a tiny slot would overflow an int.
+  const double want = std::ceil(sim.makespan / slot - 1e-9);
+  MP_CHECK(want <= 100000, "gantt: ", want, " slots is too many (makespan ", sim.makespan, ", slot ", slot,
+           "); pass a larger slot");
+  const int slots = static_cast<int>(want);
 
   // Ranks holding several chunks show the chunk in the label ("4F3"), others just "F3".
   std::vector<int> chunks_on(static_cast<size_t>(P), 0);

@@ -8,13 +8,11 @@
 //   placement 0 1 2 3 0 1 2 3    optional: the rank of each chunk (default: c on rank c mod P)
 //   forward_only                 optional: an inference program (F only)
 //   rank 0: 0F0 0F1 0B0 0B1      the actions of rank 0 in run order; repeated lines append
-#include <unistd.h>
-
-#include <cstdio>
 #include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include "nn/atomic_file.h"
 #include "parallel/schedule.h"
 #include "tensor/error.h"
 
@@ -166,22 +164,8 @@ Program read_program(const std::string& path) {
 }
 
 void write_program(const Program& p, const std::string& path) {
-  // Atomically: a temp file beside the target, renamed over it only once fully written.
-  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream out(tmp);
-    MP_CHECK(out.good(), "cannot write program file '", path, "' (temp file '", tmp, "')");
-    out << to_string(p);
-    out.flush();
-    if (!out.good()) {
-      std::remove(tmp.c_str());
-      MP_CHECK(false, "error writing program file '", path, "'");
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    MP_CHECK(false, "cannot rename '", tmp, "' to program file '", path, "'");
-  }
+  // Atomically, through a temporary file of this writer's own (see nn/atomic_file.h).
+  nn::atomic_write(path, to_string(p), "write_program");
 }
 
 }  // namespace minipipe::parallel

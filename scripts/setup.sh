@@ -4,8 +4,10 @@
 set -euo pipefail
 
 # OpenMP threads sleep instead of spinning while they wait. On a shared, busy 2-core machine
-# spinning threads steal the cores the working ones need: measured 15x slower training steps
-# (docs/performance.md). Set OMP_WAIT_POLICY=active yourself on an idle machine if it helps.
+# spinning threads steal the cores the working ones need: 2-thread training steps ~25x slower
+# (1 076 against 25 923 samples/s, docs/performance.md). The example programs choose this
+# themselves (minipipe::init_runtime); exporting it here covers everything else these scripts
+# start. On cores of your own, GOMP_SPINCOUNT=300000 (libgomp's default spinning) is 20-25% faster.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 MINIPIPE_PACKAGES=(cmake ninja-build g++ libeigen3-dev libopenblas-openmp-dev libgtest-dev

@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "tensor/error.h"
+
 namespace minipipe {
 
 namespace {
@@ -53,6 +55,7 @@ double Generator::normal() {
 }
 
 uint64_t Generator::below(uint64_t n) {
+  MP_CHECK(n > 0, "Generator::below: n must be at least 1 (a draw from [0, n)), got 0");
   // Rejection sampling removes the modulo bias.
   uint64_t limit = UINT64_MAX - UINT64_MAX % n;
   uint64_t x;

@@ -19,7 +19,7 @@ class Generator {
   uint64_t next_u64();
   double uniform();  // [0, 1), 53 random bits
   double normal();   // standard normal
-  uint64_t below(uint64_t n);  // uniform integer in [0, n), unbiased
+  uint64_t below(uint64_t n);  // uniform integer in [0, n), unbiased; n = 0 is an Error
 
  private:
   uint64_t seed_ = 0;

@@ -63,7 +63,7 @@ Tensor lt(const Tensor& a, const Tensor& b);
 Tensor le(const Tensor& a, const Tensor& b);
 Tensor gt(const Tensor& a, const Tensor& b);
 Tensor ge(const Tensor& a, const Tensor& b);
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond != 0 ? a : b
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);  // cond != 0 (in cond's dtype) ? a : b
 Tensor masked_fill(const Tensor& t, const Tensor& mask, double value);
 // In-place helpers for optimizers: a += alpha * b, a *= s.
 void add_(const Tensor& a, const Tensor& b, double alpha = 1.0);

@@ -80,7 +80,11 @@ Device Tensor::device() const {
 }
 const std::shared_ptr<Storage>& Tensor::storage() const { MP_REQUIRE_DEFINED("storage"); return impl_->storage; }
 
+// As PyTorch: size-1 dims never move the pointer, and a tensor with no elements has no layout at
+// all. (contiguous_strides builds strides with max(size, 1), so a size-0 dim that is not the
+// first would otherwise fail the check on a fresh tensor.)
 bool Tensor::is_contiguous() const {
+  if (numel() == 0) return true;
   int64_t expected = 1;
   for (int64_t i = dim() - 1; i >= 0; --i) {
     if (impl_->sizes[i] == 1) continue;

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <mutex>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -369,6 +371,43 @@ TEST_F(Checkpoint, SaveFailuresLeaveNoTempFile) {
   expect_error([&] { nn::save_tensors({{"__metadata__", zeros({1})}}, path("u.safetensors")); },
                {"invalid tensor name '__metadata__'"});
   EXPECT_FALSE(fs::exists(path("u.safetensors")));
+}
+
+// Threads saving different contents to the same path at once (e.g. two pipeline ranks that are
+// threads): each save has a temporary file of its own, so every one succeeds, and the file left
+// is one complete save — never bytes of two, never a failed rename.
+TEST_F(Checkpoint, ConcurrentSavesToOnePathAllSucceedAndLeaveOneWholeFile) {
+  constexpr int kThreads = 8, kRounds = 20;
+  const std::string target = path("shared.safetensors");
+  std::vector<nn::TensorMap> contents(kThreads);
+  for (int t = 0; t < kThreads; ++t)  // different values and sizes per thread
+    contents[t] = {{"w", full({64, 64 + t}, t)}, {"b", full({16 + t}, -t, DType::Float64)}};
+  std::mutex mu;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        try {
+          nn::save_tensors(contents[t], target);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back(e.what());
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " saves failed, the first: " << errors.front();
+  nn::TensorMap got = nn::load_tensors(target);
+  ASSERT_EQ(got.size(), 2u);
+  const int t = static_cast<int>(got.at("w").to_vector<float>().at(0));
+  ASSERT_GE(t, 0);
+  ASSERT_LT(t, kThreads);
+  EXPECT_EQ(got.at("w").sizes(), contents[t].at("w").sizes());
+  EXPECT_EQ(got.at("w").to_vector<float>(), contents[t].at("w").to_vector<float>());
+  EXPECT_EQ(got.at("b").to_vector<double>(), contents[t].at("b").to_vector<double>());
+  for (const auto& e : fs::directory_iterator(dir_))
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
 }
 
 }  // namespace

@@ -98,6 +98,19 @@ TEST(TextData, UnigramEntropy) {
   EXPECT_NEAR(h, -(0.75 * std::log(0.75) + 0.25 * std::log(0.25)), 1e-12);
 }
 
+TEST(TextData, BigramEntropy) {
+  EXPECT_NEAR(bigram_entropy({0, 1, 0, 1, 0, 1}, 2), 0.0, 1e-15);  // the next token is determined
+  // After 0 comes 0 or 1 equally often, after 1 always 0: H = p(a = 0) * ln 2 = (4/6) ln 2.
+  EXPECT_NEAR(bigram_entropy({0, 0, 1, 0, 1, 0, 0}, 2), 4.0 / 6.0 * std::log(2.0), 1e-12);
+  // Every pair equally often: the current token tells nothing, H = ln 2 (less the one pair cut off).
+  std::vector<int64_t> cycle;
+  for (int i = 0; i < 16; ++i)
+    for (int64_t t : {0, 0, 1, 1}) cycle.push_back(t);  // pairs 00, 01, 11, 10 equally often
+  EXPECT_NEAR(bigram_entropy(cycle, 2), std::log(2.0), 0.02);
+  EXPECT_THROW(bigram_entropy({1}, 2), Error);
+  EXPECT_THROW(bigram_entropy({0, 2}, 2), Error);
+}
+
 TEST(TextData, SplitSendsEveryTenthBlockToValidation) {
   std::vector<int64_t> ids(1000);
   for (int i = 0; i < 1000; ++i) ids[i] = i;

@@ -171,6 +171,18 @@ TEST(Optim, ParamGroupsKeepTheirOwnWeightDecay) {
   EXPECT_EQ(opt.lr(), 0.2);
 }
 
+// A parameter with a zero-size dim (a layer with no outputs) is a valid, contiguous leaf.
+TEST(Optim, AcceptsParametersWithNoElements) {
+  Tensor w = zeros({2, 0});
+  w.set_requires_grad(true);
+  w.mutable_grad() = zeros({2, 0});
+  optim::AdamW adam({w}, {.lr = 1e-3});
+  optim::SGD sgd({w}, {.lr = 0.1});
+  EXPECT_NO_THROW(adam.step());
+  EXPECT_NO_THROW(sgd.step());
+  EXPECT_EQ(w.sizes(), (Shape{2, 0}));
+}
+
 TEST(Optim, ClipGradNorm) {
   Tensor a = zeros({2}, DType::Float64).set_requires_grad(true);
   Tensor b = zeros({1}, DType::Float64).set_requires_grad(true);

@@ -3,6 +3,9 @@
 // exactly one stage, the stages sharing the model's layers, and P > L a clear error.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
+
 #include "nn/nn.h"
 #include "parallel/profile.h"
 #include "tests/run_program.h"
@@ -32,15 +35,36 @@ TEST(PartitionProfile, ParamsAndCutBytesAreExact) {
   for (auto& p : m->parameters()) EXPECT_FALSE(p.grad().defined());  // profiling leaves no grads
 }
 
+// On a shared machine a layer's measured time can only grow (a preempted repetition), and the
+// median of 5 repetitions survives only two such. So each check below measures up to 5 times:
+// costs keep each layer's fastest measurement, and by_time must isolate the heavy layer in at
+// least one of its runs. A light layer that really cost 1/4 of the heavy one fails every time.
 TEST(PartitionProfile, HeavyLayerIsMeasuredHeavyAndStandsAlone) {
   auto m = lopsided();
   Tensor x = randn({512, 16});
-  auto costs = parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 5});
-  EXPECT_GT(costs.cost[2], 4 * costs.cost[0]) << "256x more FLOPs should cost clearly more";
-  auto p = parallel::by_time(*m, x, 3);
+  std::vector<double> fastest;
+  for (int run = 0; run < 5; ++run) {
+    auto costs = parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 5});
+    if (fastest.empty()) fastest = costs.cost;
+    for (size_t i = 0; i < fastest.size(); ++i) fastest[i] = std::min(fastest[i], costs.cost[i]);
+    if (fastest[2] > 4 * fastest[0]) break;
+  }
+  EXPECT_GT(fastest[2], 4 * fastest[0]) << "256x more FLOPs should cost clearly more";
   // The heavy layer dominates: the optimal 3-way cut isolates it.
-  const int s = p.stage_of(2);
-  EXPECT_EQ(p.end(s) - p.begin(s), 1) << "stage of layer 2 holds layers [" << p.begin(s) << ", " << p.end(s) << ")";
+  auto isolated = [](const parallel::Partition& p) {
+    const int s = p.stage_of(2);
+    return p.end(s) - p.begin(s) == 1;
+  };
+  EXPECT_TRUE(isolated(parallel::by_cost(fastest, 3)));
+  bool by_time_isolated = false;
+  std::string seen;
+  for (int run = 0; run < 5 && !by_time_isolated; ++run) {
+    auto p = parallel::by_time(*m, x, 3);
+    by_time_isolated = isolated(p);
+    const int s = p.stage_of(2);
+    seen += " [" + std::to_string(p.begin(s)) + ", " + std::to_string(p.end(s)) + ")";
+  }
+  EXPECT_TRUE(by_time_isolated) << "stage of layer 2 in each run:" << seen;
 }
 
 TEST(PartitionProfile, SplitCoversEveryLayerOnceAndSharesThem) {

@@ -67,3 +67,10 @@ TEST(ShowSchedule, RejectedSizesAreErrors) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("nearest M that work: 8 and 10"), std::string::npos) << r.out;
 }
+
+TEST(ShowSchedule, ATinySlotIsAnErrorNotAnOverflow) {
+  if (!built()) GTEST_SKIP() << "show_schedule not built";
+  CliRun r = run("--schedule 1f1b --stages 4 --microbatches 8 --slot 1e-12");
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("pass a larger slot"), std::string::npos) << r.out;
+}

@@ -167,7 +167,7 @@ TEST(Generators, BadSizesAreClearErrors) {
             mp::interleaved_1f1b(4, 8, 2).actions);
 }
 
-// The sweep the issue asks for: every generator, P in 1..8, M in 1..32 (where accepted), as
+// The sweep: every generator, P in 1..8, M in 1..32 (where accepted), as
 // generated and after lowering.
 TEST(Generators, EveryGeneratorPassesTheValidatorBeforeAndAfterLowering) {
   int checked = 0;

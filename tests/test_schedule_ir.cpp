@@ -2,8 +2,15 @@
 // directions, and the parse errors a student will see when a hand-written schedule is wrong.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
 
 #include "parallel/generators.h"
 #include "parallel/lowering.h"
@@ -95,6 +102,41 @@ TEST(ScheduleIr, ProgramFileRoundTripsOnDisk) {
   EXPECT_EQ(q.chunk_rank, p.chunk_rank);
   EXPECT_NE(error_of([] { mp::read_program("/nonexistent/prog.txt"); }).find("cannot open"),
             std::string::npos);
+}
+
+// Threads writing different programs to one path at once: each write succeeds and the file left
+// is one whole program (every writer has its own temporary file).
+TEST(ScheduleIr, ConcurrentWritesToOnePathLeaveOneWholeProgram) {
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("minipipe_test_program_concurrent_" + std::to_string(::getpid()) + ".txt"))
+                               .string();
+  constexpr int kThreads = 8, kRounds = 20;
+  std::vector<mp::Program> programs;
+  for (int t = 0; t < kThreads; ++t) programs.push_back(mp::lower(mp::one_f_one_b(2 + t % 3, 4 + t)));
+  std::mutex mu;
+  std::vector<std::string> errors;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      for (int r = 0; r < kRounds; ++r) {
+        try {
+          mp::write_program(programs[t], path);
+        } catch (const std::exception& e) {
+          std::lock_guard<std::mutex> lock(mu);
+          errors.push_back(e.what());
+        }
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_TRUE(errors.empty()) << errors.size() << " writes failed, the first: " << errors.front();
+  const std::string text = error_of([&] { mp::read_program(path); });
+  EXPECT_EQ(text, "") << "the file left is not one valid program";
+  mp::Program q = mp::read_program(path);
+  std::remove(path.c_str());
+  const auto same = std::count_if(programs.begin(), programs.end(), [&](const mp::Program& p) {
+    return mp::to_string(p) == mp::to_string(q);
+  });
+  EXPECT_EQ(same, 1) << mp::to_string(q);
 }
 
 TEST(ScheduleIr, HandWrittenFileWithDefaultsCommasAndComments) {

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <numeric>
 
 #include "parallel/generators.h"
@@ -167,6 +168,25 @@ TEST(Simulator, GanttChartOfGPipe) {
             "        0              5\n"
             "rank 0 |F0 F1 .  .  .  B0 -- B1 --\n"
             "rank 1 |.  F0 F1 B0 -- B1 -- .  .\n");
+}
+
+// The slot count is checked before it becomes an int: a tiny --slot made makespan / slot
+// overflow the conversion (undefined behaviour; in practice a negative count and an empty chart).
+TEST(Simulator, GanttRejectsTooManySlots) {
+  mp::Program p = mp::gpipe(2, 2);
+  mp::Simulation s = mp::simulate(p, mp::Costs::uniform(2, 1, 2));
+  ASSERT_EQ(s.makespan, 9);
+  for (double slot : {9.0 / 100001, 1e-12, 1e-300, 4.9e-324, std::nan("")}) {
+    try {
+      mp::gantt(p, s, slot);
+      ADD_FAILURE() << "expected an error for slot " << slot;
+    } catch (const minipipe::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(std::isnan(slot) ? "slot must be" : "pass a larger slot"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_NO_THROW(mp::gantt(p, s, 1e-4));  // 90 000 slots: within the limit
 }
 
 TEST(Simulator, GanttChartShowsChunksAndMessages) {

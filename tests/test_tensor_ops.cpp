@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -93,6 +94,11 @@ std::vector<OpCase> forward_cases() {
       {"where", [] { return ops::where(f64({1, 0, 1, 0, 0, 1}, {2, 3}), A, B); }, f64({1, 5, 3, 3, 2, 6}, {2, 3})},
       {"where_broadcast", [] { return ops::where(f64({0, 1}, {2, 1}), A, ROW); }, f64({10, 20, 30, 4, 5, 6}, {2, 3})},
       {"where_float32_cond", [] { return ops::where(f32({0, 2}), f64({1, 2}), f64({3, 4})); }, f64({3, 2})},
+      // cond != 0 is tested in cond's own dtype: 0.5 is true for int64 values, 1e-50 for float32 ones.
+      {"where_fractional_cond_int64", [] { return ops::where(f64({0.5, 0, -0.25}), i64({1, 2, 3}), i64({7, 8, 9})); },
+       i64({1, 8, 3})},
+      {"where_tiny_cond_float32", [] { return ops::where(f64({1e-50, 0}), f32({1, 2}), f32({3, 4})); }, f32({1, 4})},
+      {"where_int64_cond", [] { return ops::where(i64({0, 3}), f64({1, 2}), f64({3, 4})); }, f64({3, 2})},
       {"masked_fill", [] { return ops::masked_fill(A, f64({1, 0, 0}, {3}), -1); }, f64({-1, 2, 3, -1, 5, 6}, {2, 3})},
       // ---- reductions ----
       {"sum_all", [] { return ops::sum(A); }, s64(21)},
@@ -181,6 +187,8 @@ std::vector<OpCase> forward_cases() {
       {"contiguous_of_transpose", [] { return ops::contiguous(ops::transpose(A, 0, 1)); }, f64({1, 4, 2, 5, 3, 6}, {3, 2})},
       {"to_float32", [] { return ops::to(f64({0.5, -3}), DType::Float32); }, f32({0.5f, -3})},
       {"to_int64_truncates", [] { return ops::to(f64({2.9, -2.9}), DType::Int64); }, i64({2, -2})},
+      {"to_int64_limits", [] { return ops::to(f64({-0x1p63, 0x1p62, -0.5}), DType::Int64); },
+       i64({std::numeric_limits<int64_t>::min(), int64_t{1} << 62, 0})},
   };
 }
 
@@ -269,6 +277,12 @@ std::vector<ErrorCase> error_cases() {
       {"one_hot_dtype", [] { ops::one_hot(zeros({2}), 3); }, {"one_hot", "int64"}},
       {"view_incompatible", [] { ops::view(ops::transpose(zeros({2, 3}), 0, 1), {6}); }, {"view", "[3, 2]", "[6]", "reshape"}},
       {"copy_shapes", [] { ops::copy_(zeros({3}), zeros({2, 3})); }, {"copy_: cannot copy shape [2, 3] into [3]"}},
+      // Float -> int64 of NaN, infinities or values outside [-2^63, 2^63) is undefined behaviour in C++.
+      {"to_int64_nan", [] { ops::to(f64({1, std::nan("")}), DType::Int64); }, {"float64 value nan", "int64"}},
+      {"to_int64_too_big", [] { ops::to(f64({0x1p63}), DType::Int64); }, {"float64 value 9.22337e+18", "int64"}},
+      {"to_int64_too_small", [] { ops::to(f32({-1e30f}), DType::Int64); }, {"float32 value -1e+30", "int64"}},
+      {"copy_int64_inf", [] { ops::copy_(zeros({2}, DType::Int64), f32({1, -INFINITY})); }, {"copy_", "-inf", "int64"}},
+      {"fill_int64_nan", [] { full({2}, std::nan(""), DType::Int64); }, {"fill_", "nan", "int64"}},
       {"add_inplace_shapes", [] { ops::add_(zeros({3}), zeros({2, 3})); }, {"add_", "[2, 3]", "[3]"}},
       {"dropout_p", [] { Generator g; ops::dropout_mask(zeros({2}), 1.0, g); }, {"dropout", "[0, 1)", "1"}},
       {"undefined_input", [] { ops::exp(Tensor()); }, {"exp", "undefined"}},
@@ -426,6 +440,40 @@ TEST(OpInvariance, SameResultForOneAndTwoThreads) {
     EXPECT_EQ(std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()), 0) << "result " << i;
   }
   EXPECT_THROW(set_num_threads(0), Error);
+}
+
+// Batched products with >= 2^18 multiply-adds run one GEMM per thread, each single-threaded:
+// the same bits on 1 and 2 threads (docs/performance.md, Determinism), for plain, transposed
+// and broadcast operands.
+TEST(OpInvariance, BatchedMatmulIsTheSameOnOneAndTwoThreads) {
+  const int before = get_num_threads();
+  Generator g(14);
+  Tensor a = randn({6, 96, 64}, DType::Float32, &g), b = randn({6, 64, 80}, DType::Float32, &g);
+  Tensor bt = ops::transpose(randn({6, 80, 64}, DType::Float32, &g), 1, 2);
+  Tensor shared = randn({64, 80}, DType::Float32, &g);  // broadcast over the batch
+  auto run_all = [&] {
+    return std::vector<Tensor>{ops::matmul(a, b), ops::matmul(a, bt), ops::matmul(a, shared)};
+  };
+  set_num_threads(1);
+  auto one = run_all();
+  set_num_threads(2);
+  auto two = run_all();
+  set_num_threads(before);
+  for (size_t i = 0; i < one.size(); ++i) {
+    ASSERT_EQ(one[i].sizes(), Shape({6, 96, 80}));
+    EXPECT_EQ(std::memcmp(one[i].raw_data(), two[i].raw_data(), one[i].nbytes()), 0) << "result " << i;
+  }
+  // Batch 3 of the plain product against the 2-D product of its slices.
+  Tensor ref = ops::matmul(ops::to(ops::select(a, 0, 3), DType::Float64), ops::to(ops::select(b, 0, 3), DType::Float64));
+  EXPECT_LT(ops::max(ops::abs(ops::sub(ops::to(ops::select(two[0], 0, 3), DType::Float64), ref))).item(), 1e-4);
+}
+
+// ctest runs this program, test_gradcheck and test_transformer_ops twice: with OMP_NUM_THREADS=1
+// and, as the threads2.* tests, with 2 (CMakeLists.txt). The second run must really have 2.
+TEST(Threads, StartWithTheCountOmpNumThreadsAsks) {
+  const char* env = std::getenv("OMP_NUM_THREADS");
+  if (env == nullptr) GTEST_SKIP() << "OMP_NUM_THREADS is not set";
+  EXPECT_EQ(get_num_threads(), std::atoi(env));
 }
 
 TEST(OpRandom, DropoutMask) {

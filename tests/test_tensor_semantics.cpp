@@ -189,6 +189,18 @@ TEST(TensorViews, ContiguousCopiesOnlyWhenNeeded) {
   EXPECT_EQ(cl.to_vector<double>(), x.to_vector<double>());
 }
 
+// As in PyTorch, a tensor with no elements is contiguous whatever its strides: a size-0 dim
+// anywhere (not only first) must not make a fresh tensor look strided.
+TEST(TensorViews, TensorsWithNoElementsAreContiguous) {
+  for (const Shape& s : {Shape{0}, Shape{2, 0}, Shape{0, 3}, Shape{2, 0, 3}, Shape{4, 1, 0}}) {
+    Tensor z = zeros(s);
+    EXPECT_TRUE(z.is_contiguous()) << shape_str(s) << " strides " << shape_str(z.strides());
+    EXPECT_TRUE(ops::contiguous(z).is_same(z)) << shape_str(s);
+  }
+  EXPECT_TRUE(ops::transpose(zeros({2, 0}), 0, 1).is_contiguous());
+  EXPECT_TRUE(ops::narrow(iota({3, 4}), 1, 1, 0).is_contiguous());  // [3, 0] inside a [3, 4]
+}
+
 TEST(TensorViews, SizeOfAZeroDimTensorIsAnError) {
   Tensor s = scalar_tensor(1.0);
   EXPECT_EQ(s.dim(), 0);
@@ -345,6 +357,8 @@ TEST(TensorRandom, NormalMomentsAndUniformRange) {
   std::vector<int> hits(7, 0);
   for (int i = 0; i < 7000; ++i) ++hits[g.below(7)];
   for (int h : hits) EXPECT_GT(h, 850);
+  EXPECT_EQ(g.below(1), 0u);
+  expect_error([&] { g.below(0); }, {"below", "0"});  // was a division by zero
 }
 
 // ---- printing ----

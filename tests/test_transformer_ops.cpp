@@ -12,6 +12,7 @@
 #include "autograd/functions.h"
 #include "autograd/gradcheck.h"
 #include "nn/attention.h"
+#include "nn/embedding.h"
 #include "tensor/threads.h"
 
 namespace minipipe {
@@ -108,9 +109,14 @@ TEST(LayerNorm, ForwardMatchesComposedOps) {
   EXPECT_LT(max_diff(out, ref), 1e-12);
   EXPECT_EQ(mean.sizes(), Shape({15}));
   EXPECT_LT(max_diff(mean, ops::reshape(mu, {15})), 1e-12);
-  // Each output row has mean beta-weighted... with w = 1, b = 0: mean 0 and variance 1.
+  // With w = 1 and b = 0 every output row has mean 0 and (biased) variance v / (v + eps), v the
+  // input row's variance: 1 up to eps / v (x's rows have v around 9 here).
   auto [norm, m2, r2] = ops::layernorm(x, ones({16}, DType::Float64), zeros({16}, DType::Float64), 1e-5);
   EXPECT_LT(ops::max(ops::abs(ops::mean(norm, {-1}))).item(), 1e-12);
+  const Tensor norm_var = ops::mean(ops::mul(norm, norm), {-1});  // the mean is 0: E[y^2]
+  const Tensor want_var = ops::div(var, ops::add_scalar(var, 1e-5));
+  EXPECT_LT(max_diff(norm_var, ops::reshape(want_var, {3, 5})), 1e-12);
+  EXPECT_LT(ops::max(ops::abs(ops::add_scalar(norm_var, -1.0))).item(), 1e-5);
 }
 
 TEST(LayerNorm, BackwardIsTheSameOnOneAndTwoThreads) {
@@ -180,6 +186,28 @@ TEST(Embedding, OutOfRangeIndexNamesValueAndTableSize) {
   EXPECT_THROW(ops::embedding(zeros({5, 2}), from_vector(std::vector<float>{1.0f})), Error);
 }
 
+// Float token ids are checked before they are cast: NaN or a value outside int64's range would
+// make the cast itself undefined behaviour.
+TEST(Embedding, FloatIdsThatAreNotTokensAreAnError) {
+  const std::vector<std::pair<double, std::string>> bad = {
+      {std::nan(""), "nan"}, {1e30, "1e+30"}, {-0x1p64, "-1.84467e+19"}, {INFINITY, "inf"}, {2.5, "2.5"}};
+  for (const auto& [v, shown] : bad) {
+    for (DType dt : {DType::Float32, DType::Float64}) {
+      try {
+        nn::to_token_index(ops::to(from_vector(std::vector<double>{1.0, v}), dt));
+        ADD_FAILURE() << "expected an error for " << shown;
+      } catch (const Error& e) {
+        const std::string m = e.what();
+        EXPECT_NE(m.find("token index"), std::string::npos) << m;
+        EXPECT_NE(m.find(shown), std::string::npos) << m;
+        EXPECT_NE(m.find("position 1"), std::string::npos) << m;
+      }
+    }
+  }
+  EXPECT_EQ(nn::to_token_index(from_vector(std::vector<float>{3.0f, 0.0f})).to_vector<int64_t>(),
+            (std::vector<int64_t>{3, 0}));
+}
+
 TEST(CausalSoftmax, MatchesMaskedSoftmaxAndZerosTheFuture) {
   Generator gen(4);
   Tensor att = randn({2, 3, 6, 6}, DType::Float64, &gen);
@@ -225,6 +253,39 @@ TEST(CausalAttention, FusedMatchesReferenceForwardAndBackward) {
   sum(ya * r).backward();
   sum(yb * r).backward();
   for (int i = 0; i < 3; ++i) EXPECT_LT(max_diff(a[i].grad(), b[i].grad()), 1e-4) << "input " << i;
+}
+
+// Big enough for the threaded paths (B·H·T·hd = 2^18 for the fused attention, rows × keys >= the
+// parallel grain for the causal softmax): one (batch, head) or one row per task, so 1 and 2
+// threads give the same bits — the promise docs/gpt.md makes. Under ctest the whole file also
+// runs with OMP_NUM_THREADS=2 (the threads2.* tests).
+TEST(CausalAttention, FusedForwardAndBackwardAreTheSameOnOneAndTwoThreads) {
+  const int64_t B = 2, H = 4, T = 128, hd = 128, C = H * hd;
+  Generator gen(17);
+  Tensor qkv = randn({B, T, 3 * C}, {}, &gen), dout = randn({B, T, C}, {}, &gen);
+  Tensor mask = ops::dropout_mask(zeros({B, H, T, T}), 0.1, gen);
+  Tensor scores = ops::mul_scalar(randn({8, 64, 64}, {}, &gen), 3.0);
+  const int before = get_num_threads();
+  std::vector<std::vector<float>> results[2];
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    auto& r = results[threads - 1];
+    for (const Tensor& m : {Tensor(), mask}) {
+      auto [out, att] = ops::attention_forward(qkv, H, m);
+      r.push_back(out.to_vector<float>());
+      r.push_back(att.to_vector<float>());
+      r.push_back(ops::attention_backward(dout, qkv, att, H, m).to_vector<float>());
+    }
+    Tensor y = ops::causal_softmax(scores, 0.125);
+    r.push_back(y.to_vector<float>());
+    r.push_back(ops::causal_softmax_backward(scores, y, 0.125).to_vector<float>());
+  }
+  set_num_threads(before);
+  ASSERT_EQ(results[0].size(), results[1].size());
+  for (size_t i = 0; i < results[0].size(); ++i) EXPECT_TRUE(results[0][i] == results[1][i]) << "result " << i;
+  // And they are right: the float64 kernels agree.
+  auto [out64, att64] = ops::attention_forward(ops::to(qkv, DType::Float64), H);
+  EXPECT_LT(max_diff(from_vector(results[1][0], {B, T, C}), out64), 1e-5);
 }
 
 // Backpropagate from output position t only: nothing at positions > t may receive gradient, for

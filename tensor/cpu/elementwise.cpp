@@ -206,21 +206,24 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   MP_CHECK(a.dtype() == b.dtype(), "where: dtype mismatch: ", dtype_name(a.dtype()), " and ",
            dtype_name(b.dtype()));
   Shape shape = broadcast_shapes(broadcast_shapes(cond.sizes(), a.sizes(), "where"), b.sizes(), "where");
-  Tensor c = to(cond, a.dtype());
   Tensor out = empty(shape, a.options());
+  // cond != 0 in cond's own dtype: cast first, a float 0.5 would become an int64 0 (false).
   MP_DISPATCH_ALL(a.dtype(), "where", [&] {
     using T = scalar_t;
-    T* o = out.data_ptr<T>();
-    const T *pc = c.data_ptr<T>(), *px = a.data_ptr<T>(), *py = b.data_ptr<T>();
-    strided_loop<4>(shape,
-                    {out.strides(), broadcast_strides(c, shape), broadcast_strides(a, shape),
-                     broadcast_strides(b, shape)},
-                    [=](std::array<int64_t, 4> off, int64_t n, std::array<int64_t, 4> st) {
-                      for (int64_t i = 0; i < n; ++i)
-                        o[off[0] + i * st[0]] = pc[off[1] + i * st[1]] != T(0)
-                                                    ? px[off[2] + i * st[2]]
-                                                    : py[off[3] + i * st[3]];
-                    });
+    MP_DISPATCH_ALL(cond.dtype(), "where", [&] {
+      using C = scalar_t;
+      T* o = out.data_ptr<T>();
+      const C* pc = cond.data_ptr<C>();
+      const T *px = a.data_ptr<T>(), *py = b.data_ptr<T>();
+      strided_loop<4>(shape,
+                      {out.strides(), broadcast_strides(cond, shape), broadcast_strides(a, shape),
+                       broadcast_strides(b, shape)},
+                      [=](std::array<int64_t, 4> off, int64_t n, std::array<int64_t, 4> st) {
+                        for (int64_t i = 0; i < n; ++i)
+                          o[off[0] + i * st[0]] = pc[off[1] + i * st[1]] != C(0) ? px[off[2] + i * st[2]]
+                                                                                 : py[off[3] + i * st[3]];
+                      });
+    });
   });
   return out;
 }

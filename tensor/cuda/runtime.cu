@@ -1,6 +1,6 @@
 // The CUDA runtime glue the CPU side calls: how many devices there are. Compiled with nvcc
-// whenever the toolkit is found (the build itself is a check); kernels arrive with the CUDA
-// backend issue, each with its CPU kernel as the reference in a test.
+// whenever the toolkit is found (the build itself is a check); kernels will come with the CUDA
+// backend, each with its CPU kernel as the reference in a test.
 #include "tensor/cuda/cuda_check.h"
 #include "tensor/cuda/runtime.h"
 

@@ -123,19 +123,25 @@ void AdamW::step() {
   });
 }
 
+double grad_norm_squared(const std::vector<Tensor>& params) {
+  double total = 0;
+  for (const Tensor& p : params)
+    if (p.grad().defined()) total += ops::sum(ops::mul(p.grad(), p.grad())).item();
+  return total;
+}
+
+void clip_grads_to(const std::vector<Tensor>& params, double norm, double max_norm) {
+  MP_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
+  if (norm <= max_norm) return;
+  const double scale = max_norm / (norm + 1e-6);  // PyTorch's clip_coef
+  for (const Tensor& p : params)
+    if (p.grad().defined()) ops::mul_scalar_(p.grad(), scale);
+}
+
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm) {
   MP_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
-  double total = 0;
-  for (const Tensor& p : params) {
-    if (!p.grad().defined()) continue;
-    total += ops::sum(ops::mul(p.grad(), p.grad())).item();
-  }
-  const double norm = std::sqrt(total);
-  if (norm > max_norm) {
-    const double scale = max_norm / (norm + 1e-6);  // PyTorch's clip_coef
-    for (const Tensor& p : params)
-      if (p.grad().defined()) ops::mul_scalar_(p.grad(), scale);
-  }
+  const double norm = std::sqrt(grad_norm_squared(params));
+  clip_grads_to(params, norm, max_norm);
   return norm;
 }
 

@@ -88,6 +88,11 @@ class AdamW : public Optimizer {
 
 // Scales all gradients so their global L2 norm is at most max_norm; returns the norm before.
 double clip_grad_norm_(const std::vector<Tensor>& params, double max_norm);
+// Its two halves, for when the parameters are spread over ranks (the pipeline all-reduces the
+// squared norm in between): the sum of squares of the defined gradients, and the scaling that
+// clips gradients whose global norm is `norm` to max_norm (PyTorch's coefficient).
+double grad_norm_squared(const std::vector<Tensor>& params);
+void clip_grads_to(const std::vector<Tensor>& params, double norm, double max_norm);
 
 // Linear warm-up for `warmup` steps to lr_max, then cosine decay to lr_min at `total` steps.
 double cosine_lr(int64_t step, int64_t total, double lr_max, double lr_min = 0.0, int64_t warmup = 0);

@@ -83,21 +83,24 @@ Program interleaved_1f1b(int P, int M, int v) {
   return p;
 }
 
-Program forward_only(int P, int M) {
+Program forward_only(int P, int M, int v) {
   check_sizes("forward_only", P, M);
-  Program p = Program::empty(P, P, M);
+  MP_CHECK(v >= 1, "forward_only: need at least 1 chunk per rank, got v=", v);
+  Program p = Program::empty(P, P * v, M);
   p.forward_only = true;
   for (int r = 0; r < P; ++r)
-    for (int m = 0; m < M; ++m) p.on(r).push_back({r, Op::F, m});
+    for (int j = 0; j < v; ++j)
+      for (int m = 0; m < M; ++m) p.on(r).push_back({j * P + r, Op::F, m});
   return p;
 }
 
 Program make_schedule(std::string_view name, int P, int M, int v) {
-  MP_CHECK(v == 1 || name == "interleaved", "--virtual ", v, " only applies to 'interleaved'");
+  MP_CHECK(v == 1 || name == "interleaved" || name == "forward", "--virtual ", v,
+           " only applies to 'interleaved' (and 'forward')");
   if (name == "gpipe") return gpipe(P, M);
   if (name == "1f1b") return one_f_one_b(P, M);
   if (name == "interleaved") return interleaved_1f1b(P, M, v);
-  if (name == "forward") return forward_only(P, M);
+  if (name == "forward") return forward_only(P, M, v);
   MP_CHECK(false, "unknown schedule '", name, "' (known: gpipe, 1f1b, interleaved, forward)");
   return {};
 }

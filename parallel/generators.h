@@ -26,8 +26,9 @@ Program interleaved_1f1b(int P, int M, int v);
 // Whether interleaved_1f1b accepts M micro-batches on P ranks.
 bool interleaved_accepts(int P, int M);
 
-// Inference: every rank runs its chunk's forward for micro-batches 0..M-1. No B.
-Program forward_only(int P, int M);
+// Inference: every rank runs its chunk's forward for micro-batches 0..M-1 (with v chunks per rank,
+// chunk r for every micro-batch, then chunk P + r, ...). No B.
+Program forward_only(int P, int M, int v = 1);
 
 // By name, for command lines: "gpipe", "1f1b", "interleaved", "forward".
 Program make_schedule(std::string_view name, int P, int M, int v = 1);

@@ -1,0 +1,352 @@
+// Pipe: options checked on every rank, the cut (uniform / params / profiled time), this rank's
+// chunks with their own random contexts, the lowered schedule, the boundary shapes (inferred by
+// one forward pass along the pipeline), then training, evaluation, clipping and checkpoints.
+#include "parallel/pipe.h"
+
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "nn/transformer.h"
+#include "parallel/generators.h"
+#include "parallel/lowering.h"
+#include "parallel/profile.h"
+#include "parallel/simulator.h"
+#include "parallel/validator.h"
+
+namespace minipipe::parallel {
+
+namespace {
+
+// Tags above the executor's: the boundary shapes and the checkpoint transfers.
+int spec_tag(int chunk) { return Communicator::kMaxTag - 1 - chunk; }
+constexpr int kCheckpointTag = Communicator::kMaxTag / 2;
+
+constexpr int64_t kSpecLen = 10;  // dtype, ndim, up to 8 sizes
+Tensor encode(const TensorSpec& s) {
+  MP_CHECK(s.shape.size() <= 8, "Pipe: stage boundaries of up to 9 dims are supported, got ", s.str());
+  Tensor t = zeros({kSpecLen}, DType::Int64);
+  int64_t* p = t.data_ptr<int64_t>();
+  p[0] = static_cast<int64_t>(s.dtype);
+  p[1] = static_cast<int64_t>(s.shape.size());
+  for (size_t i = 0; i < s.shape.size(); ++i) p[2 + i] = s.shape[i];
+  return t;
+}
+TensorSpec decode(const Tensor& t) {
+  const int64_t* p = t.data_ptr<int64_t>();
+  TensorSpec s{Shape(p + 2, p + 2 + p[1]), static_cast<DType>(p[0])};
+  return s;
+}
+TensorSpec per_row(const Tensor& t) { return {Shape(t.sizes().begin() + 1, t.sizes().end()), t.dtype()}; }
+
+// Rows [start, start + rows) of each micro-batch: equal parts when `equal`, else near-equal.
+MicroBatches split(const Tensor& inputs, const Tensor& targets, int M) {
+  MicroBatches mb;
+  const int64_t B = inputs.size(0);
+  for (int m = 0; m < M; ++m) {
+    const int64_t lo = B * m / M, hi = B * (m + 1) / M;
+    mb.rows.push_back(hi - lo);
+    mb.offsets.push_back(lo);
+    mb.inputs.push_back(ops::narrow(inputs, 0, lo, hi - lo));
+    if (targets.defined()) mb.targets.push_back(ops::narrow(targets, 0, lo, hi - lo));
+  }
+  return mb;
+}
+
+}  // namespace
+
+Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOptions opts)
+    : model_(std::move(model)), comm_(comm), opts_(std::move(opts)) {
+  MP_CHECK(model_ && model_->size() > 0, "Pipe: the model has no layers");
+  const int P = opts_.stages, M = opts_.microbatches, v = opts_.virtual_chunks;
+  const int L = static_cast<int>(model_->size()), C = P * v;
+  MP_CHECK(P >= 1 && M >= 1 && v >= 1, "Pipe: stages, micro-batches and virtual chunks must be >= 1, got ", P, ", ",
+           M, ", ", v);
+  MP_CHECK(opts_.schedule == "gpipe" || opts_.schedule == "1f1b" || opts_.schedule == "interleaved",
+           "Pipe: unknown schedule '", opts_.schedule, "' (expected gpipe, 1f1b or interleaved)");
+  MP_CHECK(v == 1 || opts_.schedule == "interleaved", "Pipe: --virtual ", v, " needs --schedule interleaved, got ",
+           opts_.schedule);
+  MP_CHECK(comm_.size() == P, "Pipe: --stages ", P, " needs a communicator of ", P, " ranks, got ", comm_.size(),
+           std::string(comm_.backend()) == "mpi" ? " (run mpirun -np " + std::to_string(P) + ")" : "");
+  MP_CHECK(C <= L, "Pipe: cannot cut a model of ", L, " layers into ", C, " chunks (", P, " stages x ", v,
+           " virtual chunks): every chunk needs at least one layer");
+  MP_CHECK(opts_.partition == "uniform" || opts_.partition == "params" || opts_.partition == "time",
+           "Pipe: unknown partition '", opts_.partition, "' (expected uniform, params or time)");
+  MP_CHECK(opts_.partition != "time" || opts_.profile_sample.defined(),
+           "Pipe: partition 'time' needs a micro-batch of inputs to profile on (PipeOptions::profile_sample)");
+
+  // The same options and the same model on every rank: a difference is an error on all of them.
+  std::ostringstream fields;
+  uint64_t names = 0;
+  for (const auto& [name, t] : model_->named_parameters()) names = mix64(names ^ hash64(name + shape_str(t.sizes())));
+  fields << "stages=" << P << " microbatches=" << M << " schedule=" << opts_.schedule << " virtual=" << v
+         << " checkpoint=" << checkpoint_name(opts_.checkpoint) << " partition=" << opts_.partition
+         << " seed=" << opts_.seed << " layers=" << L << " parameters=" << model_->num_parameters()
+         << " parameter_names=" << names << " " << opts_.fingerprint;
+  check_same_on_all_ranks(comm_, fields.str(), "pipeline options");
+
+  // The schedule: generated, lowered (sends and receives that cannot deadlock), validated.
+  program_ = lower(make_schedule(opts_.schedule, P, M, v));
+  validate(program_);
+  MP_CHECK(2 * C * M < kCheckpointTag, "Pipe: ", C, " chunks x ", M, " micro-batches need more message tags than a "
+                                                                    "communicator has");
+
+  // The cut. Profiling happens once, on rank 0, and its result is broadcast: timings differ per run.
+  for (size_t i = 0; i < model_->size(); ++i) costs_.params.push_back((*model_)[i]->num_parameters());
+  costs_.cost.assign(costs_.params.begin(), costs_.params.end());
+  if (opts_.partition == "uniform") partition_ = uniform(L, C);
+  if (opts_.partition == "params") partition_ = by_params(costs_.params, C);
+  if (opts_.partition == "time") {
+    Tensor cost = zeros({L}, DType::Float64);
+    if (rank() == 0) {
+      const LayerCosts measured = profile_layers(*model_, opts_.profile_sample);
+      for (int i = 0; i < L; ++i) cost.data_ptr<double>()[i] = measured.cost[static_cast<size_t>(i)];
+    }
+    comm_.broadcast(cost, 0);
+    costs_.cost = cost.to_vector<double>();
+    partition_ = by_cost(costs_.cost, C);
+  }
+
+  // Tied weights would need their gradients summed across the ranks that share them.
+  std::map<const Storage*, std::pair<int, std::string>> owner;
+  for (int c = 0; c < C; ++c) {
+    auto slice = model_->slice(partition_.begin(c), partition_.end(c));
+    for (const auto& [name, t] : slice->named_parameters()) {
+      auto [it, fresh] = owner.emplace(t.storage().get(), std::make_pair(c, name));
+      MP_CHECK(fresh || program_.rank_of(it->second.first) == program_.rank_of(c), "Pipe: parameter '", name,
+               "' (chunk ", c, ") is the same tensor as '", it->second.second, "' (chunk ", it->second.first,
+               "), and the two chunks run on different ranks: tied weights across stages are not supported");
+    }
+    for (size_t i = 0; i < slice->size(); ++i) {
+      auto* head = dynamic_cast<nn::LMHead*>((*slice)[i].get());
+      MP_CHECK(!(head && head->tied && P > 1), "Pipe: the LM head shares the token embedding (tie_weights), and the "
+                                               "two sit on different ranks when cut into ",
+               P, " stages: tied weights across stages are not supported (train with --stages 1 or without "
+               "--tie-weights)");
+    }
+  }
+
+  // This rank's chunks: slices sharing the model's layers, each with its own random context.
+  for (int c = 0; c < C; ++c) {
+    if (program_.rank_of(c) != rank()) continue;
+    Chunk ch{c, model_->slice(partition_.begin(c), partition_.end(c)), std::make_shared<RandomContext>(opts_.seed)};
+    ch.random->generator.manual_seed(mix64(opts_.seed + static_cast<uint64_t>(c) + 1));
+    ch.module->set_random_context(ch.random);
+    chunks_.push_back(std::move(ch));
+  }
+  train_exec_ = std::make_unique<Executor>(program_, rank(), chunks_, comm_, opts_.checkpoint,
+                                           std::vector<TensorSpec>(static_cast<size_t>(C)));
+}
+
+std::vector<TensorSpec> Pipe::infer_specs(const Tensor& inputs) {
+  // One forward of one row along the pipeline, in chunk order (so it cannot deadlock): each rank
+  // learns the shape of what it will receive from the rank that will send it.
+  const int C = program_.num_chunks;
+  std::vector<TensorSpec> specs(static_cast<size_t>(C));
+  specs[0] = per_row(inputs);
+  NoGradGuard no_grad;
+  for (const Chunk& ch : chunks_) {
+    const int c = ch.index;
+    if (c > 0 && program_.crosses(c - 1))
+      specs[static_cast<size_t>(c)] = decode(comm_.recv({{kSpecLen}, DType::Int64}, program_.rank_of(c - 1),
+                                                        spec_tag(c), "the shape of chunk " + std::to_string(c) + "'s input"));
+    const TensorSpec& in = specs[static_cast<size_t>(c)];
+    Shape one = in.shape;
+    one.insert(one.begin(), 1);
+    Tensor x = c == 0 ? ops::narrow(inputs, 0, 0, 1) : zeros(one, in.dtype);
+    const bool was_training = ch.module->is_training();
+    ch.module->eval();
+    Tensor y = ch.module->forward(x);
+    ch.module->train(was_training);
+    MP_CHECK(y.dim() >= 1 && y.size(0) == 1, "Pipe: chunk ", c, " maps one row to ", shape_str(y.sizes()),
+             "; every layer must keep dim 0 as the batch dim");
+    if (c + 1 == C) continue;
+    if (program_.crosses(c)) comm_.send(encode(per_row(y)), program_.rank_of(c + 1), spec_tag(c + 1));
+    else specs[static_cast<size_t>(c + 1)] = per_row(y);
+  }
+  return specs;
+}
+
+const std::vector<TensorSpec>& Pipe::specs_for(const Tensor& inputs) {
+  MP_CHECK(inputs.defined() && inputs.dim() >= 1 && inputs.size(0) >= 1, "Pipe: expected inputs with a batch dim, got ",
+           inputs.defined() ? shape_str(inputs.sizes()) : "undefined");
+  const std::string key = per_row(inputs).str();
+  auto it = specs_.find(key);
+  if (it == specs_.end()) it = specs_.emplace(key, infer_specs(inputs)).first;
+  return it->second;
+}
+
+double Pipe::train_step(const Tensor& inputs, const Tensor& targets) {
+  MP_CHECK(opts_.loss != nullptr, "Pipe::train_step: no loss function (PipeOptions::loss)");
+  const int M = opts_.microbatches;
+  const std::vector<TensorSpec>& specs = specs_for(inputs);
+  const int64_t B = inputs.size(0);
+  MP_CHECK(targets.defined() && targets.dim() >= 1 && targets.size(0) == B, "Pipe::train_step: ", B,
+           " input rows but targets ", targets.defined() ? shape_str(targets.sizes()) : "undefined");
+  MP_CHECK(B % M == 0, "Pipe::train_step: a batch of ", B, " rows does not split into ", M,
+           " micro-batches of equal size (", B, " % ", M, " = ", B % M,
+           "); equal micro-batches keep the summed gradients equal to the whole batch's");
+  train_exec_->set_input_specs(specs);
+  const double sum = train_exec_->train_step(split(inputs, targets, M), opts_.loss, step_);
+  // The last stage knows the loss; every rank reports it.
+  Tensor loss = full({1}, rank() == last_rank() ? sum / M : 0.0, DType::Float64);
+  comm_.broadcast(loss, last_rank());
+  ++step_;
+  return loss.item();
+}
+
+Executor& Pipe::forward_executor(int M, const std::vector<TensorSpec>& specs) {
+  auto it = forward_execs_.find(M);
+  if (it == forward_execs_.end()) {
+    Program p = lower(forward_only(opts_.stages, M, opts_.virtual_chunks));
+    validate(p);
+    it = forward_execs_.emplace(M, std::make_unique<Executor>(p, rank(), chunks_, comm_, opts_.checkpoint, specs)).first;
+  }
+  it->second->set_input_specs(specs);
+  return *it->second;
+}
+
+Tensor Pipe::predict(const Tensor& inputs) {
+  const std::vector<TensorSpec>& specs = specs_for(inputs);
+  const int M = static_cast<int>(std::min<int64_t>(opts_.microbatches, inputs.size(0)));
+  std::vector<bool> was;
+  for (const Chunk& ch : chunks_) was.push_back(ch.module->is_training());
+  eval();
+  std::vector<Tensor> out = forward_executor(M, specs).forward(split(inputs, {}, M), step_);
+  for (size_t i = 0; i < chunks_.size(); ++i) chunks_[i].module->train(was[i]);
+  return is_last_stage() ? ops::cat(out, 0) : Tensor();
+}
+
+double Pipe::evaluate(const Tensor& inputs, const Tensor& targets,
+                      const std::function<double(const Tensor&, const Tensor&)>& metric) {
+  MP_CHECK(targets.defined() && targets.dim() >= 1 && inputs.defined() && targets.size(0) == inputs.size(0),
+           "Pipe::evaluate: inputs and targets must have the same number of rows");
+  Tensor out = predict(inputs);
+  Tensor total = zeros({1}, DType::Float64);
+  if (is_last_stage()) {
+    // The same near-equal parts predict used: a metric that sums over rows sees every row once.
+    const MicroBatches parts = split(out, targets, static_cast<int>(std::min<int64_t>(opts_.microbatches, out.size(0))));
+    double sum = 0;
+    for (int m = 0; m < parts.size(); ++m)
+      sum += metric(parts.inputs[static_cast<size_t>(m)], parts.targets[static_cast<size_t>(m)]);
+    total.data_ptr<double>()[0] = sum;
+  }
+  comm_.broadcast(total, last_rank());
+  return total.item();
+}
+
+double Pipe::clip_grad_norm_(double max_norm) {
+  MP_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
+  const std::vector<Tensor> params = parameters();
+  Tensor sq = full({1}, optim::grad_norm_squared(params), DType::Float64);
+  comm_.all_reduce(sq);  // every stage's share of the squared norm
+  const double norm = std::sqrt(sq.item());
+  optim::clip_grads_to(params, norm, max_norm);
+  return norm;
+}
+
+void Pipe::zero_grad() {
+  for (const Chunk& ch : chunks_) ch.module->zero_grad();
+}
+
+void Pipe::train(bool on) {
+  for (const Chunk& ch : chunks_) ch.module->train(on);
+}
+
+std::vector<Tensor> Pipe::parameters() const {
+  std::vector<Tensor> out;
+  for (const Chunk& ch : chunks_)
+    for (const Tensor& t : ch.module->parameters()) out.push_back(t);
+  return out;
+}
+
+std::shared_ptr<nn::Sequential> Pipe::local_layers() const {
+  auto s = std::make_shared<nn::Sequential>();
+  for (const Chunk& ch : chunks_)
+    for (size_t i = 0; i < ch.module->size(); ++i) s->push_back(ch.module->name_at(i), (*ch.module)[i]);
+  return s;
+}
+
+template <typename Fn>
+void Pipe::for_each_local_tensor(int owner, Fn fn) const {
+  // Rank `owner`'s parameters and buffers, chunk by chunk: the order both ends of a transfer use.
+  for (int c = 0; c < program_.num_chunks; ++c) {
+    if (program_.rank_of(c) != owner) continue;
+    auto slice = model_->slice(partition_.begin(c), partition_.end(c));
+    for (const auto& [name, t] : slice->named_parameters()) fn(name, t);
+    for (const auto& [name, t] : slice->named_buffers())
+      if (t.defined()) fn(name, t);
+  }
+}
+
+void Pipe::save(const std::string& path, const nn::Metadata& metadata) {
+  // Gather on rank 0, into its own copy of the whole model (under `local` the very same tensors).
+  int tag = kCheckpointTag;
+  if (rank() == 0) {
+    for (int r = 1; r < opts_.stages; ++r)
+      for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
+        Tensor got = comm_.recv({t.sizes(), t.dtype()}, r, tag++, "checkpoint tensor '" + name + "'");
+        NoGradGuard no_grad;
+        ops::copy_(t, got);
+      });
+    nn::save(*model_, path, metadata);
+  } else {
+    for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
+      comm_.send(t.detach(), 0, tag++, "checkpoint tensor '" + name + "'");
+    });
+  }
+  comm_.barrier();  // the file is complete when save returns on any rank
+}
+
+void Pipe::load(const std::string& path) {
+  // Rank 0 reads and checks the whole file, then every rank learns whether it could.
+  std::string error;
+  if (rank() == 0) {
+    try {
+      nn::load(*model_, path);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  Tensor ok = full({1}, error.empty() ? 1.0 : 0.0, DType::Int64);
+  comm_.broadcast(ok, 0);
+  MP_CHECK(ok.item() == 1, rank() == 0 ? error : "load: rank 0 could not load " + path + " (its error says why)");
+  int tag = kCheckpointTag;
+  if (rank() == 0) {
+    for (int r = 1; r < opts_.stages; ++r)
+      for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
+        comm_.send(t.detach(), r, tag++, "checkpoint tensor '" + name + "'");
+      });
+  } else {
+    for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
+      Tensor got = comm_.recv({t.sizes(), t.dtype()}, 0, tag++, "checkpoint tensor '" + name + "'");
+      NoGradGuard no_grad;
+      ops::copy_(t, got);
+    });
+  }
+  comm_.barrier();
+}
+
+std::string Pipe::describe() const {
+  const int P = opts_.stages, M = opts_.microbatches, v = opts_.virtual_chunks, C = program_.num_chunks;
+  std::ostringstream os;
+  const bool timed = opts_.partition == "time";
+  os << "partition " << opts_.partition << ": " << C << (C == 1 ? " chunk" : " chunks")
+     << (v > 1 ? " (" + std::to_string(v) + " per rank, chunk c on rank c mod " + std::to_string(P) + ")" : "")
+     << "; cost = " << (timed ? "seconds of forward + backward per micro-batch, profiled on rank 0" : "parameters")
+     << "\n";
+  os << report(partition_, costs_).table();
+  // The schedule with equal F and B costs: its bubble and how many micro-batches each rank holds.
+  const Simulation sim = simulate(make_schedule(opts_.schedule, P, M, v), Costs::uniform(C, 1.0, 1.0));
+  const RankStats& r0 = sim.ranks[0];
+  os << "schedule " << opts_.schedule << ": " << P << (P == 1 ? " rank, " : " ranks, ") << M << " micro-batches"
+     << (v > 1 ? ", " + std::to_string(v) + " chunks per rank" : "") << ", checkpoint "
+     << checkpoint_name(opts_.checkpoint) << "; " << program_.num_actions() << " actions after lowering\n";
+  os << "  with equal F and B: bubble " << std::fixed << std::setprecision(1) << 100 * r0.bubble_of_total
+     << "% of the step on rank 0 (" << 100 * r0.bubble_over_ideal << "% over ideal); micro-batches in flight per rank:";
+  for (const RankStats& r : sim.ranks) os << " " << r.peak_inflight;
+  os << "\n";
+  return os.str();
+}
+
+}  // namespace minipipe::parallel

@@ -1,0 +1,109 @@
+// Pipe: the high-level pipeline API, in the spirit of torchgpipe's Pipe(model, chunks) and PyTorch's
+// pipelining. Wrap an nn::Sequential, say how to cut and schedule it, and call train_step(inputs,
+// targets). Every rank runs the same code (SPMD) — a thread under the `local` communicator, a
+// process under `mpi` — and constructs its Pipe over the whole model; each keeps only its chunks:
+//
+//   parallel::launch({.ranks = 2}, [&](parallel::RankContext& ctx) {
+//     parallel::Pipe pipe(model, ctx.comm, {.stages = 2, .microbatches = 4, .loss = cross_entropy});
+//     optim::AdamW opt(pipe.parameters(), {.lr = 1e-3});
+//     for (...) { opt.zero_grad(); double loss = pipe.train_step(x, y); opt.step(); }
+//   });
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "nn/checkpoint.h"
+#include "parallel/executor.h"
+#include "parallel/partition.h"
+
+namespace minipipe::parallel {
+
+struct PipeOptions {
+  int stages = 1;                      // P: pipeline ranks; the communicator must have exactly P
+  int microbatches = 1;                // M: a training batch of B rows is cut into M of B/M rows
+  std::string schedule = "1f1b";       // gpipe, 1f1b or interleaved
+  int virtual_chunks = 1;              // v: chunks per rank (interleaved only): P·v chunks in all
+  Checkpoint checkpoint = Checkpoint::Never;
+  std::string partition = "uniform";   // uniform (equal layer counts), params, or time (profiled)
+  Tensor profile_sample;               // partition = time: one micro-batch of inputs to time layers on
+  uint64_t seed = 0;                   // dropout masks: what the single-device run binds to get the same
+  LossFn loss;                         // one micro-batch's mean loss; needed by train_step
+  std::string fingerprint;             // more "key=value" fields every rank must agree on (flags)
+};
+
+class Pipe {
+ public:
+  // Collective: every rank of `comm` calls it with the same model (built from the same seed) and
+  // options — checked, the first difference is an error on every rank. Cuts the model into P·v
+  // chunks (chunk c on rank c mod P), binds each of this rank's chunks to its own RandomContext,
+  // then builds, lowers and validates the schedule.
+  Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOptions opts);
+
+  // One training step (collective): the mean loss over the batch, on every rank. Gradients of this
+  // rank's parameters accumulate over the M micro-batches and equal the full batch's; the caller
+  // zeroes them between steps and steps its optimizer after this returns (after the flush).
+  // Every rank passes the same batch (only the first stage reads inputs, the last targets).
+  double train_step(const Tensor& inputs, const Tensor& targets);
+  // Forward only, in eval mode without a graph (collective): the model's output [B, ...] on the
+  // last stage's rank, an undefined tensor elsewhere. Any B: cut into min(M, B) near-equal parts.
+  Tensor predict(const Tensor& inputs);
+  // Sum over the micro-batches of metric(output, targets) (e.g. correct predictions, or the
+  // summed loss), computed on the last stage's rank and returned on every rank (collective).
+  double evaluate(const Tensor& inputs, const Tensor& targets,
+                  const std::function<double(const Tensor& output, const Tensor& targets)>& metric);
+
+  // Global-norm clipping across the pipeline (collective): the norm of every stage's gradients
+  // together, all-reduced, so it means what optim::clip_grad_norm_ means on one device.
+  double clip_grad_norm_(double max_norm);
+  void zero_grad();
+  void train(bool on = true);  // this rank's chunks
+  void eval() { train(false); }
+
+  std::vector<Tensor> parameters() const;                // this rank's, for its optimizer
+  std::shared_ptr<nn::Sequential> local_layers() const;  // this rank's layers, model names kept
+
+  // Checkpoints (collective): one safetensors file with the unpipelined model's tensor names,
+  // gathered on rank 0 and written atomically; loaded by rank 0 and scattered. So a model trained
+  // with P = 4 loads with P = 1 or 2, and the other way round.
+  void save(const std::string& path, const nn::Metadata& metadata = {});
+  void load(const std::string& path);
+
+  int rank() const { return comm_.rank(); }
+  int stages() const { return opts_.stages; }
+  int microbatches() const { return opts_.microbatches; }
+  int num_chunks() const { return program_.num_chunks; }
+  int last_rank() const { return program_.rank_of(program_.num_chunks - 1); }
+  bool is_last_stage() const { return rank() == last_rank(); }
+  uint64_t step() const { return step_; }
+  const PipeOptions& options() const { return opts_; }
+  const Partition& partition() const { return partition_; }
+  const Program& program() const { return program_; }  // the lowered training program
+  const std::vector<Chunk>& chunks() const { return chunks_; }
+  const Executor& executor() const { return *train_exec_; }  // the last training step's records
+  // The partition table and the schedule in a few lines (every rank computes the same).
+  std::string describe() const;
+
+ private:
+  const std::vector<TensorSpec>& specs_for(const Tensor& inputs);
+  std::vector<TensorSpec> infer_specs(const Tensor& inputs);
+  Executor& forward_executor(int M, const std::vector<TensorSpec>& specs);
+  template <typename Fn>
+  void for_each_local_tensor(int owner, Fn fn) const;
+
+  std::shared_ptr<nn::Sequential> model_;
+  Communicator& comm_;
+  PipeOptions opts_;
+  Partition partition_;
+  LayerCosts costs_;  // per layer, for describe(): profiled seconds (time) or parameters
+  Program program_;
+  std::vector<Chunk> chunks_;
+  std::unique_ptr<Executor> train_exec_;
+  std::map<int, std::unique_ptr<Executor>> forward_execs_;  // by micro-batch count
+  std::map<std::string, std::vector<TensorSpec>> specs_;    // by the inputs' per-row spec
+  uint64_t step_ = 0;
+};
+
+}  // namespace minipipe::parallel

@@ -319,6 +319,9 @@ Tensor LocalRecv::wait() {
   if (got == slot_->expect) data = ops::clone(msg.source);  // on this thread: this rank's memory
   {
     std::lock_guard<std::mutex> lk(g.mu);
+    // Let go of the sender's tensor before releasing the sender: whatever it frees afterwards is
+    // freed on its own thread (its memory account never moves under it from here).
+    msg.source = Tensor();
     msg.done = true;  // consumed either way, as MPI consumes a message that does not fit
     g.cv.notify_all();
   }

@@ -2,6 +2,7 @@
 // binding, printing.
 #include "nn/module.h"
 
+#include <algorithm>
 #include <sstream>
 
 namespace minipipe::nn {
@@ -93,6 +94,16 @@ void Module::bind_random(const std::shared_ptr<RandomContext>& ctx, const std::s
 RandomSource Module::random_source(std::string_view site) const {
   if (!random_) return {};
   return random_->key(random_path_ + "#" + std::string(site));
+}
+
+std::vector<std::shared_ptr<RandomContext>> random_contexts(const Module& m) {
+  std::vector<std::shared_ptr<RandomContext>> out;
+  if (m.random_context() && std::find(out.begin(), out.end(), m.random_context()) == out.end())
+    out.push_back(m.random_context());
+  for (const auto& [n, c] : m.named_children())
+    for (auto& ctx : random_contexts(*c))
+      if (std::find(out.begin(), out.end(), ctx) == out.end()) out.push_back(ctx);
+  return out;
 }
 
 void Module::zero_grad() {

@@ -77,4 +77,8 @@ class Module {
 
 using ModulePtr = std::shared_ptr<Module>;
 
+// Every distinct RandomContext bound to `m` or a module below it (what a caller that runs the
+// model for another purpose — profiling — saves and restores).
+std::vector<std::shared_ptr<RandomContext>> random_contexts(const Module& m);
+
 }  // namespace minipipe::nn

@@ -11,15 +11,21 @@ LayerCosts profile_layers(nn::Sequential& model, const Tensor& sample, const Pro
            opts.repeats, " warmup=", opts.warmup);
   MP_CHECK(model.size() > 0, "profile_layers: the model has no layers");
   // Nothing the profile does may leak into training: the grads it computes (backward would add
-  // into existing ones, so they are set aside first) and the random numbers dropout draws.
+  // into existing ones, so they are set aside first) and every random state it can touch — the
+  // default generator (unbound dropout) and each RandomContext bound to the model.
   struct Restore {
     std::vector<Tensor> params, grads;
     Generator gen = default_generator();
+    std::vector<std::shared_ptr<RandomContext>> contexts;
+    std::vector<RandomContext> saved;
     ~Restore() {
       for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
       default_generator() = gen;
+      for (size_t i = 0; i < contexts.size(); ++i) *contexts[i] = saved[i];
     }
   } restore;
+  restore.contexts = nn::random_contexts(model);
+  for (const auto& c : restore.contexts) restore.saved.push_back(*c);
   restore.params = model.parameters();
   for (Tensor& p : restore.params) {
     restore.grads.push_back(p.grad());

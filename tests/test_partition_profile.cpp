@@ -95,17 +95,53 @@ TEST(PartitionProfile, MoreStagesThanLayersIsAnError) {
   }
 }
 
-TEST(PartitionProfile, LeavesGradsAndRandomStreamUntouched) {
+// A layer that draws from its random context's sequential generator, as a user layer may.
+class Noise : public nn::Module {
+ public:
+  Noise() : Module("Noise") {}
+  Tensor forward(const Tensor& x) override {
+    if (!random_context()) return x;
+    return x + randn(x.sizes(), x.options(), &random_context()->generator);
+  }
+};
+
+std::shared_ptr<nn::Sequential> with_dropout() {
   auto m = lopsided();
+  m->push_back(std::make_shared<nn::Dropout>(0.5));
+  m->push_back(std::make_shared<Noise>());
+  return m;
+}
+
+TEST(PartitionProfile, LeavesGradsAndRandomStreamUntouched) {
+  auto m = with_dropout();
   Tensor x = randn({8, 16});
   sum((*m)(x)).backward();
   std::vector<std::vector<float>> before;
   for (auto& p : m->parameters()) before.push_back(p.grad().to_vector<float>());
   Generator saved = default_generator();
-  parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 2});
+  parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 2});  // unbound dropout draws from the default
   auto params = m->parameters();
   for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(params[i].grad().to_vector<float>(), before[i]) << i;
   EXPECT_EQ(default_generator().next_u64(), saved.next_u64());
+}
+
+// Bound to a context: the profile draws from its generator (the Noise layer) and may move its step
+// and offset; afterwards the next training forward is exactly what it would have been without it.
+TEST(PartitionProfile, RestoresTheModelsRandomContexts) {
+  Tensor x = randn({8, 16});
+  auto run = [&](bool profile) {
+    manual_seed(3);
+    auto m = with_dropout();
+    auto ctx = std::make_shared<RandomContext>(5);
+    m->set_random_context(ctx);
+    ctx->step = 4;
+    ctx->sample_offset = 16;
+    if (profile) parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 2});
+    EXPECT_EQ(ctx->step, 4u);
+    EXPECT_EQ(ctx->sample_offset, 16);
+    return (*m)(x).to_vector<float>();
+  };
+  EXPECT_EQ(run(true), run(false));
 }
 
 TEST(PartitionProfile, ShowPartitionProgramPrintsTablesAndRejectsBadStages) {

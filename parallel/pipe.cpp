@@ -281,16 +281,18 @@ void Pipe::for_each_local_tensor(int owner, Fn fn) const {
 
 void Pipe::save(const std::string& path, const nn::Metadata& metadata) {
   // Gather on rank 0, into its own copy of the whole model (under `local` the very same tensors).
-  int tag = kCheckpointTag;
   if (rank() == 0) {
-    for (int r = 1; r < opts_.stages; ++r)
+    for (int r = 1; r < opts_.stages; ++r) {
+      int tag = kCheckpointTag;  // each rank numbers its tensors from the same first tag
       for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
         Tensor got = comm_.recv({t.sizes(), t.dtype()}, r, tag++, "checkpoint tensor '" + name + "'");
         NoGradGuard no_grad;
         ops::copy_(t, got);
       });
+    }
     nn::save(*model_, path, metadata);
   } else {
+    int tag = kCheckpointTag;
     for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
       comm_.send(t.detach(), 0, tag++, "checkpoint tensor '" + name + "'");
     });
@@ -308,16 +310,17 @@ void Pipe::load(const std::string& path) {
       error = e.what();
     }
   }
-  Tensor ok = full({1}, error.empty() ? 1.0 : 0.0, DType::Int64);
-  comm_.broadcast(ok, 0);
-  MP_CHECK(ok.item() == 1, rank() == 0 ? error : "load: rank 0 could not load " + path + " (its error says why)");
-  int tag = kCheckpointTag;
+  error = all_gather_strings(comm_, error)[0];
+  MP_CHECK(error.empty(), error, rank() == 0 ? "" : " (read by rank 0)");
   if (rank() == 0) {
-    for (int r = 1; r < opts_.stages; ++r)
+    for (int r = 1; r < opts_.stages; ++r) {
+      int tag = kCheckpointTag;
       for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
         comm_.send(t.detach(), r, tag++, "checkpoint tensor '" + name + "'");
       });
+    }
   } else {
+    int tag = kCheckpointTag;
     for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
       Tensor got = comm_.recv({t.sizes(), t.dtype()}, 0, tag++, "checkpoint tensor '" + name + "'");
       NoGradGuard no_grad;

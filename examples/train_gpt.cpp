@@ -1,7 +1,8 @@
 // train_gpt: a GPT-2-style character-level language model (nn/transformer.h) trained on English
-// text — by default the fortunes of Debian's `fortunes` package, or any --data FILE. AdamW with
-// weight decay on matmul weights only, warm-up + cosine lr, gradient clipping; prints the
-// baselines, then step / train loss / val loss / tokens/s per eval interval, and a sample.
+// text — by default the fortunes of Debian's `fortunes` package, or any --data FILE — on one device
+// or as a pipeline (--stages, --microbatches, --schedule, ...: examples/pipeline_flags.h). AdamW with
+// weight decay on matmul weights only, warm-up + cosine lr, gradient clipping across all stages;
+// prints the baselines, then step / train loss / val loss / tokens/s per eval interval, and a sample.
 // Run: build/train_gpt [--steps 1000] [--sample 500 --prompt "The "]; build/train_gpt --help.
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "examples/pipeline_flags.h"
 #include "nn/checkpoint.h"
 #include "nn/text_data.h"
 #include "nn/transformer.h"
@@ -33,7 +35,6 @@ struct Config {
   std::string prompt = "The ";
   double temperature = 0.8;
   int64_t top_k = 0;
-  int threads = 0;
 };
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -70,24 +71,23 @@ nn::Metadata describe(const nn::GPTConfig& m, const std::string& vocab_kind, con
           {"vocab_hex", to_hex(symbols)}};
 }
 
-// Mean loss over `iters` batches of a split, in eval mode without a graph. The batches come from
-// a generator seeded the same way at every evaluation, so successive evaluations are comparable.
-double estimate_loss(nn::Sequential& model, const std::vector<int64_t>& tokens, const Config& cfg, uint64_t seed,
+// Mean loss over `iters` batches of a split, forward only in eval mode (through the pipeline). The
+// batches come from a generator seeded the same way at every evaluation, so successive evaluations
+// are comparable. Each micro-batch's mean loss is weighted by its rows.
+double estimate_loss(parallel::Pipe& pipe, const std::vector<int64_t>& tokens, const Config& cfg, uint64_t seed,
                      const char* split) {
-  NoGradGuard no_grad;
-  model.eval();
   Generator gen(seed);
   double total = 0;
   for (int64_t i = 0; i < cfg.eval_iters; ++i) {
     nn::Batch b = nn::sample_batch(tokens, cfg.batch, cfg.context, gen, split);
-    total += nn::gpt_loss(model.forward(b.x), b.y).item();
+    total += pipe.evaluate(b.x, b.y, [](const Tensor& out, const Tensor& y) {
+      return nn::gpt_loss(out, y).item() * static_cast<double>(y.size(0));
+    }) / static_cast<double>(cfg.batch);
   }
-  model.train();
   return total / static_cast<double>(cfg.eval_iters);
 }
 
-int run(const Config& cfg) {
-  if (cfg.threads > 0) set_num_threads(cfg.threads);
+int run(const Config& cfg, const examples::PipelineFlags& flags, const std::string& fingerprint) {
   MP_CHECK(cfg.steps >= 0, "--steps must be >= 0, got ", cfg.steps);
   MP_CHECK(cfg.batch > 0, "--batch must be positive, got ", cfg.batch);
   MP_CHECK(cfg.eval_interval > 0 && cfg.eval_iters > 0, "--eval-interval and --eval-iters must be positive, got ",
@@ -95,7 +95,8 @@ int run(const Config& cfg) {
   MP_CHECK(cfg.vocab == "char" || cfg.vocab == "byte", "--vocab must be char or byte, got '", cfg.vocab, "'");
   MP_CHECK(cfg.lr > 0, "--lr must be positive, got ", cfg.lr);
   MP_CHECK(cfg.sample >= 0, "--sample must be >= 0, got ", cfg.sample);
-  manual_seed(cfg.seed);
+  MP_CHECK(flags.microbatches >= 1 && cfg.batch % flags.microbatches == 0, "--batch ", cfg.batch,
+           " does not split into --microbatches ", flags.microbatches, " of equal size");
   nn::GPTConfig mc;  // the vocabulary size comes from the corpus below
   mc.context = cfg.context;
   mc.n_layer = cfg.layers;
@@ -138,89 +139,106 @@ int run(const Config& cfg) {
   const std::vector<int64_t> prompt = vocab.encode(cfg.prompt);  // fails now, not after training
   MP_CHECK(cfg.sample == 0 || !prompt.empty(), "--prompt must not be empty when sampling");
 
-  // ---- model ----
+  // ---- model: built whole from the seed, then cut by the pipeline ----
   mc.vocab_size = vocab.size();
-  Generator init_gen(cfg.seed), data_gen(cfg.seed + 1), sample_gen(cfg.seed + 3);
+  Generator init_gen(cfg.seed);
   auto model = nn::make_gpt(mc, &init_gen);
-  auto random = std::make_shared<RandomContext>(cfg.seed + 2);  // dropout masks
-  model->set_random_context(random);
   const nn::Metadata meta = describe(mc, vocab_kind, vocab.symbols());
-  if (!cfg.load.empty()) {
+  if (!cfg.load.empty())
     for (const char* key : {"layers", "d_model", "heads", "context", "vocab_size", "tie_weights"}) {
       auto it = ckpt_meta.find(key);
       MP_CHECK(it == ckpt_meta.end() || it->second == meta.at(key), "checkpoint '", cfg.load, "' holds a model with ",
                key, "=", it == ckpt_meta.end() ? "" : it->second, ", this run builds ", key, "=", meta.at(key),
                " (", mc.str(), "): pass the flags it was trained with");
     }
-    nn::load(*model, cfg.load);  // names, shapes and dtypes checked tensor by tensor
-    std::printf("loaded %s\n", cfg.load.c_str());
-  }
-  const int64_t flops_per_token = nn::gpt_flops_per_token(*model, mc);
-  std::printf("model: %s\nparameters: %lld; %.2f MFLOP per training token (6N + 12LTC); threads %d\n",
-              mc.str().c_str(), static_cast<long long>(model->num_parameters()), flops_per_token / 1e6,
-              get_num_threads());
+  Generator sample_probe(cfg.seed + 1);
+  const Tensor profile_sample =
+      nn::sample_batch(split.train, cfg.batch / flags.microbatches, cfg.context, sample_probe, "train").x;
 
-  // ---- training ----
-  auto groups = nn::gpt_param_groups(*model, cfg.weight_decay);
-  std::printf("AdamW: lr %.2e (warm-up %lld, cosine to %.2e), weight decay %.2f on %zu matmul weights, none on %zu "
-              "biases/norms/embeddings; clip %.1f\n",
-              cfg.lr, static_cast<long long>(cfg.warmup), cfg.min_lr < 0 ? cfg.lr / 10 : cfg.min_lr, cfg.weight_decay,
-              groups[0].params.size(), groups[1].params.size(), cfg.clip);
-  optim::AdamW opt(groups, optim::AdamWOptions{.lr = cfg.lr, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
-                                               .weight_decay = cfg.weight_decay});
-  const double min_lr = cfg.min_lr < 0 ? cfg.lr / 10 : cfg.min_lr;
-  const bool live = isatty(fileno(stderr));
-  const auto t0 = std::chrono::steady_clock::now();
-  double train_time = 0;  // seconds spent in training steps since the last report
-  int64_t tokens_since = 0;
-  double loss_since = 0;
-  std::printf("%6s  %10s  %8s  %8s  %10s  %9s\n", "step", "train-loss", "val-loss", "lr", "tokens/s", "elapsed");
-  for (int64_t step = 0; step <= cfg.steps; ++step) {
-    opt.set_lr(optim::cosine_lr(step, std::max<int64_t>(cfg.steps, 1), cfg.lr, min_lr, cfg.warmup));  // this step's
-    if (step % cfg.eval_interval == 0 || step == cfg.steps) {
-      if (live) std::fprintf(stderr, "\r%100s\r", "");
-      const double tl = estimate_loss(*model, split.train, cfg, cfg.seed + 10, "train");
-      const double vl = estimate_loss(*model, split.val, cfg, cfg.seed + 11, "val");
-      std::printf("%6lld  %10.4f  %8.4f  %8.2e  %10.0f  %8.1fs\n", static_cast<long long>(step), tl, vl, opt.lr(),
-                  train_time > 0 ? tokens_since / train_time : 0.0, seconds_since(t0));
-      std::fflush(stdout);
-      train_time = 0;
-      tokens_since = 0;
-      loss_since = 0;
+  // Every rank runs this: a thread each under --comm local, a process each under mpirun.
+  parallel::launch(flags.launch(), [&](parallel::RankContext& ctx) {
+    const bool lead = ctx.comm.rank() == 0;
+    parallel::Pipe pipe(model, ctx.comm,
+                        flags.pipe(cfg.seed + 2, [](const Tensor& out, const Tensor& y) { return nn::gpt_loss(out, y); },
+                                   profile_sample, fingerprint));
+    if (!cfg.load.empty()) {
+      pipe.load(cfg.load);  // names, shapes and dtypes checked tensor by tensor, on rank 0
+      if (lead) std::printf("loaded %s\n", cfg.load.c_str());
     }
-    if (step == cfg.steps) break;
-    const auto ts = std::chrono::steady_clock::now();
-    nn::Batch b = nn::sample_batch(split.train, cfg.batch, cfg.context, data_gen, "train");
-    random->step = static_cast<uint64_t>(step);
-    opt.zero_grad();
-    Tensor loss = nn::gpt_loss(model->forward(b.x), b.y);
-    loss.backward();
-    if (cfg.clip > 0) optim::clip_grad_norm_(model->parameters(), cfg.clip);
-    opt.step();
-    train_time += seconds_since(ts);
-    tokens_since += cfg.batch * cfg.context;
-    loss_since += loss.item();
-    if (live) {
-      const int64_t in_interval = step % cfg.eval_interval + 1;
-      std::fprintf(stderr, "\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tokens/s ", static_cast<long long>(step + 1),
-                   static_cast<long long>(cfg.steps), loss_since / in_interval, opt.lr(), tokens_since / train_time);
-    }
-  }
-  if (!cfg.save.empty()) {
-    nn::save(*model, cfg.save, meta);
-    std::printf("saved %s\n", cfg.save.c_str());
-  }
+    const int64_t flops_per_token = nn::gpt_flops_per_token(*model, mc);
+    if (lead)
+      std::printf("model: %s\nparameters: %lld; %.2f MFLOP per training token (6N + 12LTC)\n", mc.str().c_str(),
+                  static_cast<long long>(model->num_parameters()), flops_per_token / 1e6);
+    examples::print_start(ctx, pipe);
 
-  // ---- sample ----
-  if (cfg.sample > 0) {
-    nn::SampleOptions so;
-    so.temperature = cfg.temperature;
-    so.top_k = cfg.top_k;
-    const auto out = nn::gpt_generate(*model, mc, prompt, cfg.sample, so, sample_gen);
-    std::printf("---- sample (%lld characters, temperature %.2f, top-k %lld) ----\n%s\n----\n",
-                static_cast<long long>(cfg.sample), cfg.temperature, static_cast<long long>(cfg.top_k),
-                vocab.decode(out).c_str());
-  }
+    // ---- training ----
+    auto groups = nn::gpt_param_groups(*pipe.local_layers(), cfg.weight_decay);  // this rank's layers
+    if (lead)
+      std::printf("AdamW: lr %.2e (warm-up %lld, cosine to %.2e), weight decay %.2f on matmul weights, none on "
+                  "biases/norms/embeddings; clip %.1f (global norm over every stage)\n",
+                  cfg.lr, static_cast<long long>(cfg.warmup), cfg.min_lr < 0 ? cfg.lr / 10 : cfg.min_lr,
+                  cfg.weight_decay, cfg.clip);
+    optim::AdamW opt(groups, optim::AdamWOptions{.lr = cfg.lr, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
+                                                 .weight_decay = cfg.weight_decay});
+    Generator data_gen(cfg.seed + 1);  // the same batches on every rank
+    const double min_lr = cfg.min_lr < 0 ? cfg.lr / 10 : cfg.min_lr;
+    const bool live = lead && isatty(fileno(stderr));
+    const auto t0 = std::chrono::steady_clock::now();
+    double train_time = 0;  // seconds spent in training steps since the last report
+    int64_t tokens_since = 0;
+    double loss_since = 0;
+    if (lead) std::printf("%6s  %10s  %8s  %8s  %10s  %9s\n", "step", "train-loss", "val-loss", "lr", "tokens/s", "elapsed");
+    for (int64_t step = 0; step <= cfg.steps; ++step) {
+      opt.set_lr(optim::cosine_lr(step, std::max<int64_t>(cfg.steps, 1), cfg.lr, min_lr, cfg.warmup));  // this step's
+      if (step % cfg.eval_interval == 0 || step == cfg.steps) {
+        if (live) std::fprintf(stderr, "\r%100s\r", "");
+        const double tl = estimate_loss(pipe, split.train, cfg, cfg.seed + 10, "train");
+        const double vl = estimate_loss(pipe, split.val, cfg, cfg.seed + 11, "val");
+        if (lead) {
+          std::printf("%6lld  %10.4f  %8.4f  %8.2e  %10.0f  %8.1fs\n", static_cast<long long>(step), tl, vl, opt.lr(),
+                      train_time > 0 ? tokens_since / train_time : 0.0, seconds_since(t0));
+          std::fflush(stdout);
+        }
+        train_time = 0;
+        tokens_since = 0;
+        loss_since = 0;
+      }
+      if (step == cfg.steps) break;
+      const auto ts = std::chrono::steady_clock::now();
+      nn::Batch b = nn::sample_batch(split.train, cfg.batch, cfg.context, data_gen, "train");
+      opt.zero_grad();
+      const double loss = pipe.train_step(b.x, b.y);
+      if (cfg.clip > 0) pipe.clip_grad_norm_(cfg.clip);
+      opt.step();
+      train_time += seconds_since(ts);
+      tokens_since += cfg.batch * cfg.context;
+      loss_since += loss;
+      if (live) {
+        const int64_t in_interval = step % cfg.eval_interval + 1;
+        std::fprintf(stderr, "\r  step %lld/%lld  loss %.4f  lr %.2e  %.0f tokens/s ", static_cast<long long>(step + 1),
+                     static_cast<long long>(cfg.steps), loss_since / in_interval, opt.lr(), tokens_since / train_time);
+      }
+    }
+    if (!cfg.save.empty()) {
+      pipe.save(cfg.save, meta);
+      if (lead) std::printf("saved %s\n", cfg.save.c_str());
+    }
+
+    // ---- sample, on rank 0 with the whole model gathered ----
+    if (cfg.sample > 0) {
+      pipe.gather();
+      if (lead) {
+        nn::SampleOptions so;
+        so.temperature = cfg.temperature;
+        so.top_k = cfg.top_k;
+        Generator sample_gen(cfg.seed + 3);
+        const auto out = nn::gpt_generate(*model, mc, prompt, cfg.sample, so, sample_gen);
+        std::printf("---- sample (%lld characters, temperature %.2f, top-k %lld) ----\n%s\n----\n",
+                    static_cast<long long>(cfg.sample), cfg.temperature, static_cast<long long>(cfg.top_k),
+                    vocab.decode(out).c_str());
+      }
+    }
+  });
   return 0;
 }
 
@@ -228,7 +246,7 @@ int run(const Config& cfg) {
 
 int main(int argc, char** argv) {
   minipipe::init_runtime(argv);  // passive OpenMP waits unless the user chose (tensor/threads.h)
-  CLI::App app{"Train a GPT-style character-level language model with minipipe"};
+  CLI::App app{"Train a GPT-style character-level language model with minipipe, on one device or as a pipeline"};
   Config cfg;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
   app.add_option("--layers", cfg.layers, "transformer blocks")->capture_default_str();
@@ -256,10 +274,11 @@ int main(int argc, char** argv) {
   app.add_option("--prompt", cfg.prompt, "text the sample starts from")->capture_default_str();
   app.add_option("--temperature", cfg.temperature, "sampling temperature (0: greedy)")->capture_default_str();
   app.add_option("--top-k", cfg.top_k, "sample among the k most likely characters (0: all)")->capture_default_str();
-  app.add_option("--threads", cfg.threads, "intra-op threads (0: OpenMP's default)")->capture_default_str();
+  examples::PipelineFlags flags;
+  flags.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(cfg);
+    return run(cfg, flags, examples::fingerprint(app));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
     return 1;

@@ -1,6 +1,8 @@
-// train_mlp: an MLP (default 784-512-256-10, ReLU) on Fashion-MNIST, the foundation's example
-// trainer. AdamW (or SGD with momentum) with cosine decay; one line per epoch, a live progress
-// line in between. Run: ./run.sh [--epochs 3] or build/train_mlp --help.
+// train_mlp: an MLP (default 784-512-256-10, ReLU) on Fashion-MNIST, trained as a pipeline or on
+// one device: --stages P cuts it into P stages run by P ranks (threads with --comm local, processes
+// under mpirun with --comm mpi), each batch in --microbatches M, scheduled by --schedule. AdamW (or
+// SGD with momentum) with cosine decay; one line per epoch, a live progress line in between.
+// Run: ./run.sh [--epochs 3] or build/train_mlp --help.
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -8,7 +10,7 @@
 #include <cstdio>
 #include <sstream>
 
-#include "nn/checkpoint.h"
+#include "examples/pipeline_flags.h"
 #include "nn/data_loader.h"
 #include "nn/idx.h"
 #include "nn/nn.h"
@@ -29,10 +31,9 @@ struct Config {
   double momentum = 0.9;
   double weight_decay = 1e-2;
   double dropout = 0.0;
-  std::string schedule = "cosine";
+  std::string lr_schedule = "cosine";
   int64_t warmup = 0;
   uint64_t seed = 0;
-  int threads = 0;
   std::string data = nn::kFashionMnistDir;
   std::string save, load;
 };
@@ -51,30 +52,32 @@ std::vector<int64_t> parse_sizes(const std::string& s) {
   return out;
 }
 
-std::shared_ptr<nn::Sequential> make_mlp(int64_t in, const std::vector<int64_t>& hidden, int64_t out, double dropout) {
+// Weights drawn from a generator seeded with `seed`: the same model on every rank and for every P.
+std::shared_ptr<nn::Sequential> make_mlp(int64_t in, const std::vector<int64_t>& hidden, int64_t out, double dropout,
+                                         uint64_t seed) {
+  Generator init(seed);
   auto model = std::make_shared<nn::Sequential>();
   int64_t width = in;
   for (int64_t h : hidden) {
-    model->push_back(std::make_shared<nn::Linear>(width, h));
+    model->push_back(std::make_shared<nn::Linear>(nn::LinearOptions(width, h).generator(&init)));
     model->push_back(std::make_shared<nn::ReLU>());
     if (dropout > 0) model->push_back(std::make_shared<nn::Dropout>(dropout));
     width = h;
   }
-  model->push_back(std::make_shared<nn::Linear>(width, out));
+  model->push_back(std::make_shared<nn::Linear>(nn::LinearOptions(width, out).generator(&init)));
   return model;
 }
 
-double accuracy(nn::Sequential& model, const nn::Dataset& test) {
-  NoGradGuard no_grad;
-  model.eval();
+// Test accuracy, 1000 images at a time through the pipeline (forward only, eval mode).
+double accuracy(parallel::Pipe& pipe, const nn::Dataset& test) {
   int64_t correct = 0;
   const int64_t n = test.inputs.size(0), chunk = 1000;
   for (int64_t s = 0; s < n; s += chunk) {
     const int64_t len = std::min(chunk, n - s);
-    Tensor pred = argmax(model(ops::narrow(test.inputs, 0, s, len)), 1);
-    correct += static_cast<int64_t>(ops::sum(ops::eq(pred, ops::narrow(test.targets, 0, s, len))).item());
+    correct += static_cast<int64_t>(
+        pipe.evaluate(ops::narrow(test.inputs, 0, s, len), ops::narrow(test.targets, 0, s, len),
+                      [](const Tensor& out, const Tensor& y) { return ops::sum(ops::eq(argmax(out, 1), y)).item(); }));
   }
-  model.train();
   return static_cast<double>(correct) / static_cast<double>(n);
 }
 
@@ -82,75 +85,96 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int run(const Config& cfg) {
-  if (cfg.threads > 0) set_num_threads(cfg.threads);
+int run(const Config& cfg, const examples::PipelineFlags& flags, const std::string& fingerprint) {
   MP_CHECK(cfg.epochs > 0, "--epochs must be positive, got ", cfg.epochs);
   MP_CHECK(cfg.batch > 0, "--batch must be positive, got ", cfg.batch);
   MP_CHECK(cfg.optimizer == "adamw" || cfg.optimizer == "sgd", "--optimizer must be adamw or sgd, got ", cfg.optimizer);
-  MP_CHECK(cfg.schedule == "cosine" || cfg.schedule == "constant", "--schedule must be cosine or constant, got ",
-           cfg.schedule);
-  manual_seed(cfg.seed);
+  MP_CHECK(cfg.lr_schedule == "cosine" || cfg.lr_schedule == "constant",
+           "--lr-schedule must be cosine or constant, got ", cfg.lr_schedule);
+  MP_CHECK(flags.microbatches >= 1 && cfg.batch % flags.microbatches == 0, "--batch ", cfg.batch,
+           " does not split into --microbatches ", flags.microbatches, " of equal size");
 
   nn::Dataset train = nn::load_fashion_mnist(cfg.data, true);
   nn::Dataset test = nn::load_fashion_mnist(cfg.data, false);
-  auto model = make_mlp(train.inputs.size(1), parse_sizes(cfg.hidden), 10, cfg.dropout);
-  if (!cfg.load.empty()) {
-    nn::load(*model, cfg.load);
-    std::printf("loaded %s\n", cfg.load.c_str());
-  }
-  std::printf("model: %s\nparameters: %lld, train %lld / test %lld images, threads %d\n", model->repr().c_str(),
-              static_cast<long long>(model->num_parameters()), static_cast<long long>(train.inputs.size(0)),
-              static_cast<long long>(test.inputs.size(0)), get_num_threads());
+  auto model = make_mlp(train.inputs.size(1), parse_sizes(cfg.hidden), 10, cfg.dropout, cfg.seed);
+  const Tensor profile_sample = ops::narrow(train.inputs, 0, 0, cfg.batch / flags.microbatches);
 
-  std::unique_ptr<optim::Optimizer> opt;
-  if (cfg.optimizer == "adamw")
-    opt = std::make_unique<optim::AdamW>(model->parameters(), optim::AdamWOptions{.lr = cfg.lr, .weight_decay = cfg.weight_decay});
-  else
-    opt = std::make_unique<optim::SGD>(model->parameters(), optim::SGDOptions{.lr = cfg.lr, .momentum = cfg.momentum,
-                                                                              .weight_decay = cfg.weight_decay, .nesterov = true});
-
-  nn::DataLoader loader(train, nn::DataLoaderOptions(cfg.batch).seed(cfg.seed));
-  const int64_t steps_per_epoch = loader.num_batches();
-  const int64_t total = cfg.max_steps > 0 ? std::min<int64_t>(cfg.max_steps, steps_per_epoch * cfg.epochs)
-                                          : steps_per_epoch * cfg.epochs;
-  const bool live = isatty(fileno(stderr));
-  const auto t0 = std::chrono::steady_clock::now();
-  int64_t step = 0;
-  double acc = 0;
-  for (int epoch = 1; epoch <= cfg.epochs && step < total; ++epoch) {
-    const auto te = std::chrono::steady_clock::now();
-    loader.reset(epoch);
-    double loss_sum = 0;
-    int64_t batches = 0, samples = 0;
-    while (step < total) {
-      auto batch = loader.next();
-      if (!batch) break;
-      opt->set_lr(cfg.schedule == "cosine" ? optim::cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup) : cfg.lr);
-      Tensor loss = cross_entropy((*model)(batch->inputs), batch->targets);
-      opt->zero_grad();
-      loss.backward();
-      opt->step();
-      loss_sum += loss.item();
-      ++batches;
-      ++step;
-      samples += batch->inputs.size(0);
-      if (live && (batches % 20 == 0))
-        std::fprintf(stderr, "\r  epoch %d  batch %lld/%lld  loss %.4f  %.0f samples/s ", epoch,
-                     static_cast<long long>(batches), static_cast<long long>(steps_per_epoch), loss_sum / batches,
-                     samples / seconds_since(te));
+  // Every rank runs this: a thread each under --comm local, a process each under mpirun.
+  parallel::launch(flags.launch(), [&](parallel::RankContext& ctx) {
+    const bool lead = ctx.comm.rank() == 0;
+    parallel::Pipe pipe(model, ctx.comm,
+                        flags.pipe(cfg.seed, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); },
+                                   profile_sample, fingerprint));
+    if (!cfg.load.empty()) {
+      pipe.load(cfg.load);
+      if (lead) std::printf("loaded %s\n", cfg.load.c_str());
     }
-    if (live) std::fprintf(stderr, "\r%80s\r", "");
-    const double epoch_s = seconds_since(te);
-    acc = accuracy(*model, test);
-    std::printf("epoch %2d  train loss %.4f  test acc %.2f%%  %6.0f samples/s  elapsed %.1fs\n", epoch,
-                loss_sum / std::max<int64_t>(batches, 1), 100 * acc, samples / epoch_s, seconds_since(t0));
-    std::fflush(stdout);
-  }
-  std::printf("final test accuracy: %.2f%% after %lld steps\n", 100 * acc, static_cast<long long>(step));
-  if (!cfg.save.empty()) {
-    nn::save(*model, cfg.save);
-    std::printf("saved %s\n", cfg.save.c_str());
-  }
+    if (lead)
+      std::printf("model: %s\nparameters: %lld, train %lld / test %lld images\n", model->repr().c_str(),
+                  static_cast<long long>(model->num_parameters()), static_cast<long long>(train.inputs.size(0)),
+                  static_cast<long long>(test.inputs.size(0)));
+    examples::print_start(ctx, pipe);
+
+    std::unique_ptr<optim::Optimizer> opt;
+    if (cfg.optimizer == "adamw")
+      opt = std::make_unique<optim::AdamW>(pipe.parameters(),
+                                           optim::AdamWOptions{.lr = cfg.lr, .weight_decay = cfg.weight_decay});
+    else
+      opt = std::make_unique<optim::SGD>(pipe.parameters(), optim::SGDOptions{.lr = cfg.lr, .momentum = cfg.momentum,
+                                                                              .weight_decay = cfg.weight_decay,
+                                                                              .nesterov = true});
+    nn::DataLoader loader(train, nn::DataLoaderOptions(cfg.batch).seed(cfg.seed));
+    const int64_t steps_per_epoch = loader.num_batches();
+    const int64_t total = cfg.max_steps > 0 ? std::min<int64_t>(cfg.max_steps, steps_per_epoch * cfg.epochs)
+                                            : steps_per_epoch * cfg.epochs;
+    const bool live = lead && isatty(fileno(stderr));
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t step = 0, skipped = 0;
+    double acc = 0;
+    for (int epoch = 1; epoch <= cfg.epochs && step < total; ++epoch) {
+      const auto te = std::chrono::steady_clock::now();
+      loader.reset(epoch);
+      double loss_sum = 0;
+      int64_t batches = 0, samples = 0;
+      while (step < total) {
+        auto batch = loader.next();
+        if (!batch) break;
+        if (batch->size() % flags.microbatches != 0) {  // the epoch's short last batch, when M does not divide it
+          ++skipped;
+          continue;
+        }
+        opt->set_lr(cfg.lr_schedule == "cosine" ? optim::cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup) : cfg.lr);
+        opt->zero_grad();
+        loss_sum += pipe.train_step(batch->inputs, batch->targets);
+        opt->step();
+        ++batches;
+        ++step;
+        samples += batch->size();
+        if (live && (batches % 20 == 0))
+          std::fprintf(stderr, "\r  epoch %d  batch %lld/%lld  loss %.4f  %.0f samples/s ", epoch,
+                       static_cast<long long>(batches), static_cast<long long>(steps_per_epoch), loss_sum / batches,
+                       samples / seconds_since(te));
+      }
+      if (live) std::fprintf(stderr, "\r%80s\r", "");
+      const double epoch_s = seconds_since(te);
+      acc = accuracy(pipe, test);
+      if (lead) {
+        std::printf("epoch %2d  train loss %.4f  test acc %.2f%%  %6.0f samples/s  elapsed %.1fs\n", epoch,
+                    loss_sum / std::max<int64_t>(batches, 1), 100 * acc, samples / epoch_s, seconds_since(t0));
+        std::fflush(stdout);
+      }
+    }
+    if (lead) {
+      if (skipped > 0)
+        std::printf("skipped %lld short batches that %d micro-batches do not divide\n", static_cast<long long>(skipped),
+                    flags.microbatches);
+      std::printf("final test accuracy: %.2f%% after %lld steps\n", 100 * acc, static_cast<long long>(step));
+    }
+    if (!cfg.save.empty()) {
+      pipe.save(cfg.save);
+      if (lead) std::printf("saved %s\n", cfg.save.c_str());
+    }
+  });
   return 0;
 }
 
@@ -158,28 +182,30 @@ int run(const Config& cfg) {
 
 int main(int argc, char** argv) {
   minipipe::init_runtime(argv);  // passive OpenMP waits unless the user chose (tensor/threads.h)
-  CLI::App app{"Train an MLP on Fashion-MNIST with minipipe"};
+  CLI::App app{"Train an MLP on Fashion-MNIST with minipipe, on one device or as a pipeline"};
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // a repeated flag: the last wins
   Config cfg;
+  examples::PipelineFlags flags;
   app.add_option("--hidden", cfg.hidden, "hidden layer sizes, comma-separated")->capture_default_str();
   app.add_option("--epochs", cfg.epochs, "epochs")->capture_default_str();
   app.add_option("--max-steps", cfg.max_steps, "stop after this many optimizer steps (-1: no limit)")->capture_default_str();
   app.add_option("--batch", cfg.batch, "batch size")->capture_default_str();
   app.add_option("--lr", cfg.lr, "peak learning rate")->capture_default_str();
   app.add_option("--min-lr", cfg.min_lr, "learning rate at the end of the cosine decay")->capture_default_str();
+  app.add_option("--lr-schedule", cfg.lr_schedule, "learning-rate schedule: cosine or constant")->capture_default_str();
   app.add_option("--optimizer", cfg.optimizer, "adamw or sgd (Nesterov momentum)")->capture_default_str();
   app.add_option("--momentum", cfg.momentum, "SGD momentum")->capture_default_str();
   app.add_option("--weight-decay", cfg.weight_decay, "weight decay")->capture_default_str();
   app.add_option("--dropout", cfg.dropout, "dropout after each hidden layer")->capture_default_str();
-  app.add_option("--schedule", cfg.schedule, "cosine or constant")->capture_default_str();
   app.add_option("--warmup", cfg.warmup, "linear warm-up steps")->capture_default_str();
-  app.add_option("--seed", cfg.seed, "random seed (init and shuffling)")->capture_default_str();
-  app.add_option("--threads", cfg.threads, "intra-op threads (0: OpenMP's default)")->capture_default_str();
+  app.add_option("--seed", cfg.seed, "random seed (init, shuffling, dropout)")->capture_default_str();
   app.add_option("--data", cfg.data, "directory with the Fashion-MNIST IDX files")->capture_default_str();
   app.add_option("--save", cfg.save, "write a safetensors checkpoint here at the end");
   app.add_option("--load", cfg.load, "start from this safetensors checkpoint");
+  flags.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(cfg);
+    return run(cfg, flags, examples::fingerprint(app));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_mlp: error: %s\n", e.what());
     return 1;

@@ -91,21 +91,41 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
   MP_CHECK(2 * C * M < kCheckpointTag, "Pipe: ", C, " chunks x ", M, " micro-batches need more message tags than a "
                                                                     "communicator has");
 
-  // The cut. Profiling happens once, on rank 0, and its result is broadcast: timings differ per run.
+  // The cut. With a sample micro-batch, rank 0 measures each layer's output (and with partition
+  // time, its forward + backward time) once and broadcasts them: timings differ from run to run.
   for (size_t i = 0; i < model_->size(); ++i) costs_.params.push_back((*model_)[i]->num_parameters());
   costs_.cost.assign(costs_.params.begin(), costs_.params.end());
-  if (opts_.partition == "uniform") partition_ = uniform(L, C);
-  if (opts_.partition == "params") partition_ = by_params(costs_.params, C);
-  if (opts_.partition == "time") {
-    Tensor cost = zeros({L}, DType::Float64);
+  if (opts_.profile_sample.defined()) {
+    Tensor cost = zeros({L}, DType::Float64), bytes = zeros({L}, DType::Int64);
     if (rank() == 0) {
-      const LayerCosts measured = profile_layers(*model_, opts_.profile_sample);
-      for (int i = 0; i < L; ++i) cost.data_ptr<double>()[i] = measured.cost[static_cast<size_t>(i)];
+      LayerCosts measured;
+      if (opts_.partition == "time") {
+        measured = profile_layers(*model_, opts_.profile_sample);
+      } else {  // sizes only: one forward without a graph
+        NoGradGuard no_grad;
+        const bool was_training = model_->is_training();
+        model_->eval();
+        Tensor h = opts_.profile_sample;
+        for (size_t i = 0; i < model_->size(); ++i) {
+          h = (*model_)[i]->forward(h);
+          measured.output_bytes.push_back(static_cast<int64_t>(h.nbytes()));
+        }
+        model_->train(was_training);
+        measured.cost = costs_.cost;
+      }
+      for (int i = 0; i < L; ++i) {
+        cost.data_ptr<double>()[i] = measured.cost[static_cast<size_t>(i)];
+        bytes.data_ptr<int64_t>()[i] = measured.output_bytes[static_cast<size_t>(i)];
+      }
     }
     comm_.broadcast(cost, 0);
+    comm_.broadcast(bytes, 0);
     costs_.cost = cost.to_vector<double>();
-    partition_ = by_cost(costs_.cost, C);
+    costs_.output_bytes = bytes.to_vector<int64_t>();
   }
+  if (opts_.partition == "uniform") partition_ = uniform(L, C);
+  if (opts_.partition == "params") partition_ = by_params(costs_.params, C);
+  if (opts_.partition == "time") partition_ = by_cost(costs_.cost, C);
 
   // Tied weights would need their gradients summed across the ranks that share them.
   std::map<const Storage*, std::pair<int, std::string>> owner;
@@ -279,8 +299,8 @@ void Pipe::for_each_local_tensor(int owner, Fn fn) const {
   }
 }
 
-void Pipe::save(const std::string& path, const nn::Metadata& metadata) {
-  // Gather on rank 0, into its own copy of the whole model (under `local` the very same tensors).
+void Pipe::gather() {
+  // Into rank 0's copy of the whole model (under `local` the very same tensors: a harmless copy).
   if (rank() == 0) {
     for (int r = 1; r < opts_.stages; ++r) {
       int tag = kCheckpointTag;  // each rank numbers its tensors from the same first tag
@@ -290,13 +310,17 @@ void Pipe::save(const std::string& path, const nn::Metadata& metadata) {
         ops::copy_(t, got);
       });
     }
-    nn::save(*model_, path, metadata);
   } else {
     int tag = kCheckpointTag;
     for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
       comm_.send(t.detach(), 0, tag++, "checkpoint tensor '" + name + "'");
     });
   }
+}
+
+void Pipe::save(const std::string& path, const nn::Metadata& metadata) {
+  gather();
+  if (rank() == 0) nn::save(*model_, path, metadata);
   comm_.barrier();  // the file is complete when save returns on any rank
 }
 
@@ -337,7 +361,7 @@ std::string Pipe::describe() const {
   os << "partition " << opts_.partition << ": " << C << (C == 1 ? " chunk" : " chunks")
      << (v > 1 ? " (" + std::to_string(v) + " per rank, chunk c on rank c mod " + std::to_string(P) + ")" : "")
      << "; cost = " << (timed ? "seconds of forward + backward per micro-batch, profiled on rank 0" : "parameters")
-     << "\n";
+     << (costs_.output_bytes.empty() ? "" : "; cut bytes per micro-batch") << "\n";
   os << report(partition_, costs_).table();
   // The schedule with equal F and B costs: its bubble and how many micro-batches each rank holds.
   const Simulation sim = simulate(make_schedule(opts_.schedule, P, M, v), Costs::uniform(C, 1.0, 1.0));

@@ -28,7 +28,8 @@ struct PipeOptions {
   int virtual_chunks = 1;              // v: chunks per rank (interleaved only): P·v chunks in all
   Checkpoint checkpoint = Checkpoint::Never;
   std::string partition = "uniform";   // uniform (equal layer counts), params, or time (profiled)
-  Tensor profile_sample;               // partition = time: one micro-batch of inputs to time layers on
+  Tensor profile_sample;               // one micro-batch of inputs: layer sizes for describe(), and the
+                                       // timing for partition = time (which needs it)
   uint64_t seed = 0;                   // dropout masks: what the single-device run binds to get the same
   LossFn loss;                         // one micro-batch's mean loss; needed by train_step
   std::string fingerprint;             // more "key=value" fields every rank must agree on (flags)
@@ -70,6 +71,9 @@ class Pipe {
   // with P = 4 loads with P = 1 or 2, and the other way round.
   void save(const std::string& path, const nn::Metadata& metadata = {});
   void load(const std::string& path);
+  // Copies every rank's parameters into rank 0's model (collective): afterwards rank 0 holds the
+  // whole trained model, e.g. to sample from it.
+  void gather();
 
   int rank() const { return comm_.rank(); }
   int stages() const { return opts_.stages; }

@@ -15,9 +15,9 @@ struct ProgramResult {
   std::string output;
 };
 
-// `program` is a target name in the build directory, e.g. "train_mlp".
-inline ProgramResult run_program(const std::string& program, const std::string& args) {
-  const std::string cmd = std::string(MINIPIPE_BUILD_DIR) + "/" + program + " " + args + " 2>&1";
+// Runs a shell command line.
+inline ProgramResult run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   ProgramResult r;
   FILE* pipe = popen(cmd.c_str(), "r");
   if (!pipe) return r;
@@ -26,6 +26,22 @@ inline ProgramResult run_program(const std::string& program, const std::string& 
   const int status = pclose(pipe);
   r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+// `program` is a target name in the build directory, e.g. "train_mlp".
+inline std::string program_path(const std::string& program) { return std::string(MINIPIPE_BUILD_DIR) + "/" + program; }
+inline ProgramResult run_program(const std::string& program, const std::string& args) {
+  return run_command(program_path(program) + " " + args);
+}
+
+// `mpirun -np N program args` with the flags the tests need (CMakeLists.txt: MINIPIPE_MPIRUN); empty
+// when minipipe was built without MPI.
+inline std::string mpirun() {
+#ifdef MINIPIPE_MPIRUN
+  return MINIPIPE_MPIRUN;
+#else
+  return "";
+#endif
 }
 
 }  // namespace minipipe::test_util

@@ -111,6 +111,23 @@ TEST(LocalLaunch, EachRankRunsWithItsThreadBudget) {
   EXPECT_EQ(get_num_threads(), caller);  // the calling thread ran rank 0 and got its count back
 }
 
+// Rank threads call OpenBLAS at the same time (one intra-op thread each, its packing buffers shared
+// through its own locks): small-integer GEMMs, exact in float64, must come out bit for bit.
+TEST(LocalLaunch, ConcurrentGemmsOnRankThreadsAreExact) {
+  Tensor a = ops::reshape(ops::sub(arange(96 * 96, DType::Float64), full({96 * 96}, 4608.0, DType::Float64)), {96, 96});
+  Tensor b = ops::transpose(a, 0, 1);
+  const std::vector<double> want = ops::matmul(a, b).to_vector<double>();
+  std::atomic<int> wrong{0};
+  LaunchOptions opts;
+  opts.ranks = 2;
+  opts.threads_per_rank = 1;
+  launch(opts, [&](RankContext&) {
+    for (int i = 0; i < 2000; ++i)
+      if (ops::matmul(a, b).to_vector<double>() != want) ++wrong;
+  });
+  EXPECT_EQ(wrong.load(), 0);
+}
+
 TEST(LocalLaunch, OneRankRunsOnTheCallingThread) {
   std::thread::id id;
   launch({}, [&](RankContext& ctx) {

@@ -88,4 +88,27 @@ inline void print_start(const parallel::RankContext& ctx, const parallel::Pipe& 
   std::fflush(stdout);
 }
 
+// Bytes as B, KiB or MiB.
+inline std::string format_bytes(double b) {
+  char buf[32];
+  if (b < 1024) std::snprintf(buf, sizeof buf, "%.0f B", b);
+  else if (b < 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
+  else std::snprintf(buf, sizeof buf, "%.2f MiB", b / (1024 * 1024));
+  return buf;
+}
+
+// Collective: the last training step's peak of activations stashed for backward, per rank (measured
+// on each rank's memory account: parallel/executor.h), printed by rank 0.
+inline void print_stash(const parallel::RankContext& ctx, const parallel::Pipe& pipe) {
+  Tensor peaks = zeros({ctx.comm.size()}, DType::Int64);
+  peaks.data_ptr<int64_t>()[ctx.comm.rank()] = pipe.executor().peak_stash_bytes();
+  ctx.comm.all_reduce(peaks);
+  if (ctx.comm.rank() != 0) return;
+  std::printf("activations stashed for backward, last step (checkpoint %s): peak",
+              parallel::checkpoint_name(pipe.options().checkpoint));
+  for (int r = 0; r < ctx.comm.size(); ++r)
+    std::printf("%s %s on rank %d", r ? "," : "", format_bytes(static_cast<double>(peaks.data_ptr<int64_t>()[r])).c_str(), r);
+  std::printf("\n");
+}
+
 }  // namespace minipipe::examples

@@ -219,6 +219,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
                      static_cast<long long>(cfg.steps), loss_since / in_interval, opt.lr(), tokens_since / train_time);
       }
     }
+    if (cfg.steps > 0) examples::print_stash(ctx, pipe);
     if (!cfg.save.empty()) {
       pipe.save(cfg.save, meta);
       if (lead) std::printf("saved %s\n", cfg.save.c_str());

@@ -164,6 +164,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
         std::fflush(stdout);
       }
     }
+    examples::print_stash(ctx, pipe);
     if (lead) {
       if (skipped > 0)
         std::printf("skipped %lld short batches that %d micro-batches do not divide\n", static_cast<long long>(skipped),

@@ -71,10 +71,10 @@ Executor::Executor(Program program, int rank, std::vector<Chunk> chunks, Communi
              " runs chunk ", c, " but was not given it");
 }
 
-void Executor::set_input_specs(std::vector<TensorSpec> specs) {
+void Executor::set_input_specs(const std::vector<TensorSpec>& specs) {
   MP_CHECK(static_cast<int>(specs.size()) == program_.num_chunks, "executor: ", specs.size(), " input specs for ",
            program_.num_chunks, " chunks");
-  input_specs_ = std::move(specs);
+  if (specs != input_specs_) input_specs_ = specs;
 }
 
 bool Executor::checkpointed(int c) const {

@@ -74,7 +74,7 @@ class Executor {
   // + m] is that figure (-1: not this rank's), held from F to B; the peak is over the action list.
   const std::vector<ActionRecord>& records() const { return records_; }
   // The specs of received inputs change with the inputs' per-row shape (pipe.h infers them).
-  void set_input_specs(std::vector<TensorSpec> specs);
+  void set_input_specs(const std::vector<TensorSpec>& specs);
   const std::vector<int64_t>& stash_bytes() const { return stash_bytes_; }
   int64_t peak_stash_bytes() const { return peak_stash_; }
   const Program& program() const { return program_; }

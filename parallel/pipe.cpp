@@ -190,10 +190,11 @@ std::vector<TensorSpec> Pipe::infer_specs(const Tensor& inputs) {
 const std::vector<TensorSpec>& Pipe::specs_for(const Tensor& inputs) {
   MP_CHECK(inputs.defined() && inputs.dim() >= 1 && inputs.size(0) >= 1, "Pipe: expected inputs with a batch dim, got ",
            inputs.defined() ? shape_str(inputs.sizes()) : "undefined");
-  const std::string key = per_row(inputs).str();
-  auto it = specs_.find(key);
-  if (it == specs_.end()) it = specs_.emplace(key, infer_specs(inputs)).first;
-  return it->second;
+  const TensorSpec key = per_row(inputs);
+  for (const auto& [k, specs] : specs_)
+    if (k == key) return specs;
+  specs_.emplace_back(key, infer_specs(inputs));
+  return specs_.back().second;
 }
 
 double Pipe::train_step(const Tensor& inputs, const Tensor& targets) {
@@ -209,9 +210,10 @@ double Pipe::train_step(const Tensor& inputs, const Tensor& targets) {
   train_exec_->set_input_specs(specs);
   const double sum = train_exec_->train_step(split(inputs, targets, M), opts_.loss, step_);
   // The last stage knows the loss; every rank reports it.
+  ++step_;
+  if (comm_.size() == 1) return sum / M;
   Tensor loss = full({1}, rank() == last_rank() ? sum / M : 0.0, DType::Float64);
   comm_.broadcast(loss, last_rank());
-  ++step_;
   return loss.item();
 }
 

@@ -106,7 +106,7 @@ class Pipe {
   std::vector<Chunk> chunks_;
   std::unique_ptr<Executor> train_exec_;
   std::map<int, std::unique_ptr<Executor>> forward_execs_;  // by micro-batch count
-  std::map<std::string, std::vector<TensorSpec>> specs_;    // by the inputs' per-row spec
+  std::vector<std::pair<TensorSpec, std::vector<TensorSpec>>> specs_;  // by the inputs' per-row spec
   uint64_t step_ = 0;
 };
 

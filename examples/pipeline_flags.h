@@ -97,14 +97,14 @@ inline std::string format_bytes(double b) {
   return buf;
 }
 
-// Collective: the last training step's peak of activations stashed for backward, per rank (measured
-// on each rank's memory account: parallel/executor.h), printed by rank 0.
+// Collective: the peak of activations stashed for backward over the run, per rank (measured on each
+// rank's memory account: parallel/executor.h), printed by rank 0.
 inline void print_stash(const parallel::RankContext& ctx, const parallel::Pipe& pipe) {
   Tensor peaks = zeros({ctx.comm.size()}, DType::Int64);
-  peaks.data_ptr<int64_t>()[ctx.comm.rank()] = pipe.executor().peak_stash_bytes();
+  peaks.data_ptr<int64_t>()[ctx.comm.rank()] = pipe.peak_stash_bytes();
   ctx.comm.all_reduce(peaks);
   if (ctx.comm.rank() != 0) return;
-  std::printf("activations stashed for backward, last step (checkpoint %s): peak",
+  std::printf("activations stashed for backward (checkpoint %s), peak over the run:",
               parallel::checkpoint_name(pipe.options().checkpoint));
   for (int r = 0; r < ctx.comm.size(); ++r)
     std::printf("%s %s on rank %d", r ? "," : "", format_bytes(static_cast<double>(peaks.data_ptr<int64_t>()[r])).c_str(), r);

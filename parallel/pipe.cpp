@@ -209,6 +209,7 @@ double Pipe::train_step(const Tensor& inputs, const Tensor& targets) {
            "); equal micro-batches keep the summed gradients equal to the whole batch's");
   train_exec_->set_input_specs(specs);
   const double sum = train_exec_->train_step(split(inputs, targets, M), opts_.loss, step_);
+  peak_stash_ = std::max(peak_stash_, train_exec_->peak_stash_bytes());
   // The last stage knows the loss; every rank reports it.
   ++step_;
   if (comm_.size() == 1) return sum / M;

@@ -87,6 +87,8 @@ class Pipe {
   const Program& program() const { return program_; }  // the lowered training program
   const std::vector<Chunk>& chunks() const { return chunks_; }
   const Executor& executor() const { return *train_exec_; }  // the last training step's records
+  // The most activation bytes this rank stashed for backward at once, over every step so far.
+  int64_t peak_stash_bytes() const { return peak_stash_; }
   // The partition table and the schedule in a few lines (every rank computes the same).
   std::string describe() const;
 
@@ -108,6 +110,7 @@ class Pipe {
   std::map<int, std::unique_ptr<Executor>> forward_execs_;  // by micro-batch count
   std::vector<std::pair<TensorSpec, std::vector<TensorSpec>>> specs_;  // by the inputs' per-row spec
   uint64_t step_ = 0;
+  int64_t peak_stash_ = 0;
 };
 
 }  // namespace minipipe::parallel

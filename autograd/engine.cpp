@@ -59,7 +59,25 @@ std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
   Tensor& grad = leaf_.mutable_grad();
   if (!grad.defined()) grad = ops::clone(ops::to(g, leaf_.dtype()));  // own the memory
   else ops::add_(grad, ops::to(g, grad.dtype()));
+  // The engine ran this node once, with the sum of every contribution: the gradient is complete.
+  for (const auto& [id, hook] : leaf_.impl()->post_accumulate_hooks) hook(leaf_);
   return {};
+}
+
+int register_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook) {
+  MP_CHECK(leaf.defined() && leaf.is_leaf() && leaf.requires_grad(),
+           "register_post_accumulate_grad_hook: needs a leaf tensor that requires grad");
+  MP_CHECK(hook != nullptr, "register_post_accumulate_grad_hook: the hook is empty");
+  auto& hooks = leaf.impl()->post_accumulate_hooks;
+  const int id = hooks.empty() ? 0 : hooks.back().first + 1;
+  hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void remove_post_accumulate_grad_hook(const Tensor& leaf, int id) {
+  MP_CHECK(leaf.defined(), "remove_post_accumulate_grad_hook: undefined tensor");
+  auto& hooks = leaf.impl()->post_accumulate_hooks;
+  std::erase_if(hooks, [id](const auto& h) { return h.first == id; });
 }
 
 FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<Edge> edges)

@@ -101,6 +101,13 @@ class NoGradGuard {
 Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn);
 Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn);
 
+// Calls `hook(leaf)` at the end of every backward that reaches `leaf`, once, after its .grad()
+// has received every contribution of that backward (the engine sums them before the leaf's
+// accumulator runs) — PyTorch's register_post_accumulate_grad_hook. What bucketed data-parallel
+// all-reduce starts from. Returns an id for remove_post_accumulate_grad_hook.
+int register_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook);
+void remove_post_accumulate_grad_hook(const Tensor& leaf, int id);
+
 // A handle with t's shape, dtype and autograd node but no data: all that backward(grad) needs of
 // an output. A pipeline stage keeps this of an output it has sent, so the output's memory is freed
 // as soon as the send is done (Megatron-LM's deallocate_output_tensor) unless the graph saved it.

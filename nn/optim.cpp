@@ -41,6 +41,14 @@ std::vector<std::vector<Tensor>> empty_state(const std::vector<ParamGroup>& grou
   return s;
 }
 
+int64_t bytes_of(const std::vector<std::vector<Tensor>>& state) {
+  int64_t n = 0;
+  for (const auto& group : state)
+    for (const Tensor& t : group)
+      if (t.defined()) n += static_cast<int64_t>(t.nbytes());
+  return n;
+}
+
 }  // namespace
 
 Tensor Optimizer::checked_grad(const Tensor& p) {
@@ -84,6 +92,9 @@ void SGD::step() {
     });
   });
 }
+
+int64_t SGD::state_bytes() const { return bytes_of(momentum_); }
+int64_t AdamW::state_bytes() const { return bytes_of(m_) + bytes_of(v_); }
 
 AdamW::AdamW(std::vector<Tensor> params, AdamWOptions opts) : AdamW(std::vector<ParamGroup>{{std::move(params)}}, opts) {}
 

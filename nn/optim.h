@@ -23,6 +23,8 @@ class Optimizer {
   void zero_grad();
   void set_lr(double lr);  // every group (what an lr schedule calls each step)
   double lr() const { return groups_.empty() ? 0.0 : groups_[0].lr; }
+  // Bytes of optimizer state held now (moments, momentum buffers; allocated at a parameter's first step).
+  virtual int64_t state_bytes() const { return 0; }
   const std::vector<ParamGroup>& param_groups() const { return groups_; }
 
  protected:
@@ -58,6 +60,7 @@ class SGD : public Optimizer {
   SGD(std::vector<Tensor> params, SGDOptions opts);
   SGD(std::vector<ParamGroup> groups, SGDOptions opts);
   void step() override;
+  int64_t state_bytes() const override;
 
  private:
   SGDOptions opts_;
@@ -79,6 +82,7 @@ class AdamW : public Optimizer {
   AdamW(std::vector<Tensor> params, AdamWOptions opts);
   AdamW(std::vector<ParamGroup> groups, AdamWOptions opts);
   void step() override;
+  int64_t state_bytes() const override;
 
  private:
   AdamWOptions opts_;

@@ -11,6 +11,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <thread>
 #include <tuple>
 
 #include "tensor/factory.h"
@@ -153,9 +154,46 @@ class LocalRecv : public Request {
   std::string description_;
 };
 
+// A non-blocking collective handed to a rank's helper thread, and how it ended.
+struct Job {
+  Tensor t;
+  ReduceOp op = ReduceOp::Sum;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  std::exception_ptr error;
+};
+
+class JobRequest : public Request {
+ public:
+  explicit JobRequest(std::shared_ptr<Job> job) : job_(std::move(job)) {}
+  Tensor wait() override {
+    std::unique_lock<std::mutex> lk(job_->mu);
+    job_->cv.wait(lk, [&] { return job_->done; });  // the collective itself times out or aborts
+    if (job_->error) std::rethrow_exception(job_->error);
+    return {};
+  }
+  bool test() override {
+    std::lock_guard<std::mutex> lk(job_->mu);
+    return job_->done;
+  }
+
+ private:
+  std::shared_ptr<Job> job_;
+};
+
 class LocalComm : public Communicator {
  public:
   LocalComm(std::shared_ptr<LocalGroup> group, int rank) : group_(std::move(group)), rank_(rank) {}
+  ~LocalComm() override {
+    if (!helper_.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lk(jobs_mu_);
+      stop_ = true;
+    }
+    jobs_cv_.notify_all();
+    helper_.join();
+  }
   int rank() const override { return rank_; }
   int size() const override { return group_->size(); }
   const char* backend() const override { return "local"; }
@@ -201,10 +239,27 @@ class LocalComm : public Communicator {
   }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
+    check_reduce(t, op);
+    drain();
+    run_all_reduce(t, op);
+  }
+
+  std::unique_ptr<Request> iall_reduce(const Tensor& t, ReduceOp op) override {
+    check_reduce(t, op);
+    auto job = std::make_shared<Job>();
+    job->t = t;
+    job->op = op;
+    {
+      std::lock_guard<std::mutex> lk(jobs_mu_);
+      if (!helper_.joinable()) helper_ = std::thread([this] { helper_loop(); });
+      jobs_.push_back(job);
+    }
+    jobs_cv_.notify_all();
+    return std::make_unique<JobRequest>(std::move(job));
+  }
+
+  void run_all_reduce(const Tensor& t, ReduceOp op) {
     const auto name = [&] { return "rank " + std::to_string(rank_) + " all_reduce"; };
-    MP_CHECK(t.defined() && t.is_contiguous(), name(), ": needs a defined, contiguous tensor");
-    MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name(), ": Avg needs a floating-point tensor, got ",
-             dtype_name(t.dtype()));
     LocalGroup& g = *group_;
     std::unique_lock<std::mutex> lk(g.mu);
     g.slots[static_cast<size_t>(rank_)] = t;
@@ -231,6 +286,7 @@ class LocalComm : public Communicator {
   }
 
   void broadcast(const Tensor& t, int root) override {
+    drain();
     const auto name = [&] { return "rank " + std::to_string(rank_) + " broadcast from rank " + std::to_string(root); };
     MP_CHECK(root >= 0 && root < size(), name(), ": root is not a rank of this group of ", size());
     MP_CHECK(t.defined(), name(), ": the tensor is undefined");
@@ -247,11 +303,13 @@ class LocalComm : public Communicator {
   }
 
   void barrier() override {
+    drain();
     std::unique_lock<std::mutex> lk(group_->mu);
     group_->arrive(lk, timeout(), [&] { return "rank " + std::to_string(rank_) + " barrier"; });
   }
 
   std::unique_ptr<Communicator> split(int color, int key) override {
+    drain();
     const auto name = [&] { return "rank " + std::to_string(rank_) + " split"; };
     MP_CHECK(color >= 0, name(), ": color must be >= 0, got ", color);
     LocalGroup& g = *group_;
@@ -278,6 +336,52 @@ class LocalComm : public Communicator {
   }
 
  private:
+  void check_reduce(const Tensor& t, ReduceOp op) const {
+    const std::string name = "rank " + std::to_string(rank_) + " all_reduce";
+    MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor");
+    MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name, ": Avg needs a floating-point tensor, got ",
+             dtype_name(t.dtype()));
+  }
+
+  // The helper thread: runs this rank's non-blocking collectives one after another, in order.
+  void helper_loop() {
+    for (;;) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock<std::mutex> lk(jobs_mu_);
+        jobs_cv_.wait(lk, [&] { return stop_ || !jobs_.empty(); });
+        if (jobs_.empty()) return;  // stopping, nothing left
+        job = jobs_.front();
+        running_ = true;
+      }
+      std::exception_ptr error;
+      try {
+        run_all_reduce(job->t, job->op);
+      } catch (...) {
+        error = std::current_exception();
+      }
+      {
+        std::lock_guard<std::mutex> lk(job->mu);
+        job->error = error;
+        job->done = true;
+        job->t = Tensor();
+      }
+      job->cv.notify_all();
+      {
+        std::lock_guard<std::mutex> lk(jobs_mu_);
+        jobs_.pop_front();
+        running_ = false;
+      }
+      jobs_cv_.notify_all();
+    }
+  }
+
+  // Blocking collectives keep the order: this rank's non-blocking ones finish first.
+  void drain() {
+    std::unique_lock<std::mutex> lk(jobs_mu_);
+    jobs_cv_.wait(lk, [&] { return jobs_.empty() && !running_; });
+  }
+
   // After the first barrier of a collective every rank's slot holds its tensor; every rank checks
   // all of them against `ref`'s, so a mismatch fails on every rank and nobody is left waiting.
   void check_same_specs(const char* op, int ref) const {
@@ -293,6 +397,11 @@ class LocalComm : public Communicator {
 
   std::shared_ptr<LocalGroup> group_;
   int rank_;
+  std::thread helper_;  // started by the first iall_reduce
+  std::mutex jobs_mu_;
+  std::condition_variable jobs_cv_;
+  std::deque<std::shared_ptr<Job>> jobs_;
+  bool running_ = false, stop_ = false;
 };
 
 Tensor LocalSend::wait() {

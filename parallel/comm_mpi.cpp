@@ -186,6 +186,36 @@ class MpiRecv : public Request {
   friend class MpiComm;
 };
 
+// A non-blocking all_reduce: MPI_Iallreduce requests, and the division of Avg once they are done.
+class MpiReduce : public Request {
+ public:
+  MpiReduce(Tensor t, bool avg, int size, double timeout, std::string what)
+      : t_(std::move(t)), avg_(avg), size_(size), timeout_(timeout), what_(std::move(what)) {}
+  ~MpiReduce() override { release(reqs_, false); }
+  Tensor wait() override {
+    poll(reqs_, timeout_, what_);
+    if (avg_ && t_.defined()) ops::mul_scalar_(t_, 1.0 / size_);
+    t_ = Tensor();
+    return {};
+  }
+  bool test() override {
+    for (MPI_Request& r : reqs_) {
+      int done = 0;
+      if (r != MPI_REQUEST_NULL) MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+      if (r != MPI_REQUEST_NULL) return false;
+    }
+    return true;
+  }
+  std::vector<MPI_Request> reqs_;
+
+ private:
+  Tensor t_;
+  bool avg_;
+  int size_;
+  double timeout_;
+  std::string what_;
+};
+
 class MpiComm : public Communicator {
  public:
   MpiComm(MPI_Comm comm, bool owned) : comm_(comm), owned_(owned) {
@@ -248,6 +278,24 @@ class MpiComm : public Communicator {
     }
     poll(reqs, timeout(), name);
     if (op == ReduceOp::Avg) ops::mul_scalar_(t, 1.0 / size_);
+  }
+
+  // Trusts the caller to pass the same count on every rank (the blocking form checks it first;
+  // DataParallel checks its buckets once at construction).
+  std::unique_ptr<Request> iall_reduce(const Tensor& t, ReduceOp op) override {
+    const std::string name = "rank " + std::to_string(rank_) + " iall_reduce";
+    MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor");
+    MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name, ": Avg needs a floating-point tensor, got ",
+             dtype_name(t.dtype()));
+    auto req = std::make_unique<MpiReduce>(t, op == ReduceOp::Avg, size_, timeout(), name);
+    char* p = static_cast<char*>(t.raw_data());
+    const int64_t esize = static_cast<int64_t>(element_size(t.dtype())), per = kChunk / esize;
+    for (int64_t at = 0; at < t.numel(); at += per) {
+      req->reqs_.emplace_back();
+      MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + at * esize, static_cast<int>(std::min(per, t.numel() - at)),
+                               mpi_type(t.dtype()), MPI_SUM, comm_, &req->reqs_.back()));
+    }
+    return req;
   }
 
   void broadcast(const Tensor& t, int root) override {

@@ -68,6 +68,12 @@ class Communicator {
   // sum adds rank 0's value first, then rank 1's, ...: every rank gets the same bits. Avg: floating
   // point only.
   virtual void all_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum) = 0;
+  // The same, started now and finished by the request's wait(): on `local` a helper thread of this
+  // rank runs it (so the rank's own thread keeps computing), on `mpi` MPI_Iallreduce. `t` must not
+  // be touched until wait() returns. Collectives on one communicator run in the order they were
+  // started: a blocking one first waits for this rank's non-blocking ones. (The default runs the
+  // blocking all_reduce at once.)
+  virtual std::unique_ptr<Request> iall_reduce(const Tensor& t, ReduceOp op = ReduceOp::Sum);
   // Copies root's tensor into every rank's `t` (same shape and dtype everywhere).
   virtual void broadcast(const Tensor& t, int root) = 0;
   virtual void barrier() = 0;

@@ -39,14 +39,15 @@ TensorSpec decode(const Tensor& t) {
 }
 TensorSpec per_row(const Tensor& t) { return {Shape(t.sizes().begin() + 1, t.sizes().end()), t.dtype()}; }
 
-// Rows [start, start + rows) of each micro-batch: equal parts when `equal`, else near-equal.
-MicroBatches split(const Tensor& inputs, const Tensor& targets, int M) {
+// Rows [lo, hi) of each micro-batch: near-equal parts (equal when M divides the rows); offsets are
+// global row indices (first_row + lo), the dropout keys.
+MicroBatches split(const Tensor& inputs, const Tensor& targets, int M, int64_t first_row = 0) {
   MicroBatches mb;
   const int64_t B = inputs.size(0);
   for (int m = 0; m < M; ++m) {
     const int64_t lo = B * m / M, hi = B * (m + 1) / M;
     mb.rows.push_back(hi - lo);
-    mb.offsets.push_back(lo);
+    mb.offsets.push_back(first_row + lo);
     mb.inputs.push_back(ops::narrow(inputs, 0, lo, hi - lo));
     if (targets.defined()) mb.targets.push_back(ops::narrow(targets, 0, lo, hi - lo));
   }
@@ -197,7 +198,7 @@ const std::vector<TensorSpec>& Pipe::specs_for(const Tensor& inputs) {
   return specs_.back().second;
 }
 
-double Pipe::train_step(const Tensor& inputs, const Tensor& targets) {
+double Pipe::train_step(const Tensor& inputs, const Tensor& targets, int64_t first_row) {
   MP_CHECK(opts_.loss != nullptr, "Pipe::train_step: no loss function (PipeOptions::loss)");
   const int M = opts_.microbatches;
   const std::vector<TensorSpec>& specs = specs_for(inputs);
@@ -208,7 +209,8 @@ double Pipe::train_step(const Tensor& inputs, const Tensor& targets) {
            " micro-batches of equal size (", B, " % ", M, " = ", B % M,
            "); equal micro-batches keep the summed gradients equal to the whole batch's");
   train_exec_->set_input_specs(specs);
-  const double sum = train_exec_->train_step(split(inputs, targets, M), opts_.loss, step_);
+  MP_CHECK(first_row >= 0, "Pipe::train_step: first_row must be >= 0, got ", first_row);
+  const double sum = train_exec_->train_step(split(inputs, targets, M, first_row), opts_.loss, step_);
   peak_stash_ = std::max(peak_stash_, train_exec_->peak_stash_bytes());
   // The last stage knows the loss; every rank reports it.
   ++step_;

@@ -47,7 +47,9 @@ class Pipe {
   // rank's parameters accumulate over the M micro-batches and equal the full batch's; the caller
   // zeroes them between steps and steps its optimizer after this returns (after the flush).
   // Every rank passes the same batch (only the first stage reads inputs, the last targets).
-  double train_step(const Tensor& inputs, const Tensor& targets);
+  // `first_row`: the global index of the batch's row 0 — a data-parallel replica's shard starts
+  // there — so dropout masks are those of the same rows in the whole batch.
+  double train_step(const Tensor& inputs, const Tensor& targets, int64_t first_row = 0);
   // Forward only, in eval mode without a graph (collective): the model's output [B, ...] on the
   // last stage's rank, an undefined tensor elsewhere. Any B: cut into min(M, B) near-equal parts.
   Tensor predict(const Tensor& inputs);

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -98,6 +99,9 @@ struct TensorImpl {
   std::shared_ptr<autograd::Node> grad_fn;  // set on outputs of differentiable ops
   std::weak_ptr<autograd::Node> grad_accumulator;  // leaves: the node that fills `grad`
   uint32_t output_nr = 0;
+  // leaves: called once per backward, after `grad` holds every contribution of that backward
+  // (autograd::register_post_accumulate_grad_hook), by id
+  std::vector<std::pair<int, std::function<void(const Tensor&)>>> post_accumulate_hooks;
 };
 
 // A tensor viewing `storage` with the given geometry (no copy).

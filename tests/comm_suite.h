@@ -35,6 +35,30 @@ inline void rank_valued_all_reduce(Communicator& c) {
   EXPECT_THROW(c.all_reduce(full({2}, 1, DType::Int64), ReduceOp::Avg), Error);  // integer average
 }
 
+// Several non-blocking all-reduces of uneven sizes outstanding at once, waited in reverse order,
+// then a blocking one: exact rank-valued sums, collectives kept in order.
+inline void nonblocking_all_reduce(Communicator& c) {
+  const int P = c.size(), r = c.rank();
+  std::vector<Tensor> ts;
+  std::vector<std::unique_ptr<Request>> reqs;
+  for (int64_t n : {1, 7, 1000, 33333}) {
+    ts.push_back(ops::add_scalar(arange(n, DType::Float64), 1000.0 * r));
+    reqs.push_back(c.iall_reduce(ts.back(), n == 7 ? ReduceOp::Avg : ReduceOp::Sum));
+  }
+  Tensor after = full({3}, r + 1, DType::Int64);
+  for (size_t i = reqs.size(); i-- > 0;) reqs[i]->wait();
+  c.all_reduce(after);
+  for (size_t k = 0; k < ts.size(); ++k) {
+    const auto v = ts[k].to_vector<double>();
+    const bool avg = v.size() == 7;
+    for (size_t i = 0; i < v.size(); ++i) {
+      const double sum = 1000.0 * P * (P - 1) / 2 + P * static_cast<double>(i);
+      ASSERT_EQ(v[i], avg ? sum / P : sum) << "tensor " << k << " element " << i;
+    }
+  }
+  EXPECT_EQ(after.to_vector<int64_t>()[0], P * (P + 1) / 2);
+}
+
 inline void broadcast_from_every_root(Communicator& c) {
   for (int root = 0; root < c.size(); ++root) {
     Tensor t = full({4, 2}, c.rank() * 10 + 1, DType::Float64);

@@ -11,6 +11,7 @@ namespace {
 Communicator* world = nullptr;
 
 TEST(MpiSuite, RankValuedAllReduce) { comm_suite::rank_valued_all_reduce(*world); }
+TEST(MpiSuite, NonblockingAllReduce) { comm_suite::nonblocking_all_reduce(*world); }
 TEST(MpiSuite, BroadcastFromEveryRoot) { comm_suite::broadcast_from_every_root(*world); }
 TEST(MpiSuite, MessageOrderPerTag) { comm_suite::message_order_per_tag(*world); }
 TEST(MpiSuite, ReceivesMatchInPostingOrder) { comm_suite::receives_match_in_posting_order(*world); }

@@ -313,4 +313,30 @@ TEST(AutogradReview, BadSizesAndExpandedDestinationsAreErrors) {
   EXPECT_THROW(ops::add_(ops::expand(ones({1}), {4}), ones({4})), Error);
 }
 
+// The gradient-ready signal: once per leaf per backward, when its grad holds every contribution.
+TEST(PostAccumulateGradHook, FiresOncePerBackwardAfterTheLastContribution) {
+  Tensor w = from_vector(V{1, 2, 3}).set_requires_grad(true);
+  Tensor x = from_vector(V{4, 5, 6});
+  std::vector<V> seen;  // w's grad at each call
+  const int id = autograd::register_post_accumulate_grad_hook(
+      w, [&](const Tensor& leaf) { seen.push_back(leaf.grad().to_vector<double>()); });
+  // w enters three times, at different depths: dL/dw = x + 2w + 1.
+  auto loss = [&] { return sum(w * x) + sum(w * w) + sum(exp(log(w))); };
+  loss().backward();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0], (V{7, 10, 13}));
+  // Gradient accumulation: a second backward fires again, with the sum of both.
+  loss().backward();
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[1], (V{14, 20, 26}));
+  // A backward that does not reach w does not fire; a removed hook never fires.
+  Tensor other = from_vector(V{1}).set_requires_grad(true);
+  sum(other * 2.0).backward();
+  EXPECT_EQ(seen.size(), 2u);
+  autograd::remove_post_accumulate_grad_hook(w, id);
+  loss().backward();
+  EXPECT_EQ(seen.size(), 2u);
+  EXPECT_THROW(autograd::register_post_accumulate_grad_hook(w * 2.0, [](const Tensor&) {}), Error);  // not a leaf
+}
+
 }  // namespace minipipe

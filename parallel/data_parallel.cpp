@@ -1,0 +1,178 @@
+// DataParallel: the bucket layout, the checksum that every replica starts equal, the hook that
+// launches a bucket's all_reduce when its last gradient is complete, and ZeRO-1's shares.
+#include "parallel/data_parallel.h"
+
+#include <algorithm>
+
+#include "autograd/functions.h"
+#include "tensor/factory.h"
+#include "tensor/ops.h"
+
+namespace minipipe::parallel {
+
+namespace {
+using Clock = std::chrono::steady_clock;
+
+// Parameter i's slice of a bucket's flat buffer, shaped like the parameter.
+Tensor slice_of(const Tensor& flat, int64_t offset, const Tensor& p) {
+  return ops::view(ops::narrow(flat, 0, offset, p.numel()), p.sizes());
+}
+
+uint64_t checksum(const Tensor& p) {
+  const auto* bytes = static_cast<const unsigned char*>(p.raw_data());
+  uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over the raw bytes
+  for (size_t i = 0; i < p.nbytes(); ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
+  return h;
+}
+}  // namespace
+
+DataParallel::DataParallel(std::vector<Tensor> params, Communicator& replicas, DataParallelOptions opts)
+    : params_(std::move(params)), comm_(replicas), opts_(opts) {
+  MP_CHECK(opts_.bucket_mb > 0, "DataParallel: --bucket-mb must be positive, got ", opts_.bucket_mb);
+  MP_CHECK(opts_.backwards_per_step >= 1, "DataParallel: backwards_per_step must be >= 1, got ",
+           opts_.backwards_per_step);
+  for (const Tensor& p : params_)
+    MP_CHECK(p.defined() && p.is_leaf() && p.requires_grad() && p.is_contiguous(),
+             "DataParallel: every parameter must be a contiguous leaf that requires grad");
+
+  // Every replica must start from the same weights (and shapes): compared once, on every rank.
+  std::string mine = "parameters=" + std::to_string(params_.size());
+  for (size_t i = 0; i < params_.size(); ++i)
+    mine += " " + std::to_string(i) + ":" + shape_str(params_[i].sizes()) + ":" + std::to_string(checksum(params_[i]));
+  const std::vector<std::string> all = all_gather_strings(comm_, mine);
+  for (size_t r = 1; r < all.size(); ++r)
+    MP_CHECK(all[r] == all[0], "DataParallel: replica ", r, " starts from other parameters than replica 0 (their "
+             "shapes or values differ: build every replica from the same seed)");
+
+  // Buckets in reverse registration order: backward produces the last layers' gradients first.
+  const double cap = opts_.bucket_mb * 1024 * 1024;
+  bucket_of_.assign(params_.size(), 0);
+  for (size_t k = params_.size(); k-- > 0;) {
+    const Tensor& p = params_[k];
+    const bool fresh = buckets_.empty() || buckets_.back().dtype != p.dtype() ||
+                       static_cast<double>((buckets_.back().numel + p.numel()) * element_size(p.dtype())) > cap;
+    if (fresh) buckets_.push_back({{}, 0, p.dtype()});
+    buckets_.back().params.push_back(k);
+    buckets_.back().numel += p.numel();
+    bucket_of_[k] = buckets_.size() - 1;
+  }
+  for (const Bucket& b : buckets_) flat_.push_back(zeros({b.numel}, b.dtype));
+  ready_.assign(buckets_.size(), 0);
+  reached_.assign(params_.size(), 0);
+
+  // ZeRO-1 shares: each parameter to the replica holding the fewest elements so far.
+  owner_.assign(params_.size(), 0);
+  if (opts_.zero1) {
+    std::vector<int64_t> load(static_cast<size_t>(comm_.size()), 0);
+    for (size_t i = 0; i < params_.size(); ++i) {
+      const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());
+      owner_[i] = r;
+      load[static_cast<size_t>(r)] += params_[i].numel();
+    }
+  }
+
+  if (opts_.overlap)
+    for (size_t i = 0; i < params_.size(); ++i)
+      hook_ids_.push_back(
+          autograd::register_post_accumulate_grad_hook(params_[i], [this, i](const Tensor&) { on_ready(i); }));
+}
+
+DataParallel::~DataParallel() {
+  for (size_t i = 0; i < hook_ids_.size(); ++i) autograd::remove_post_accumulate_grad_hook(params_[i], hook_ids_[i]);
+}
+
+void DataParallel::on_ready(size_t i) {
+  for (auto& r : pending_) r->test();  // lets MPI progress the reductions already started
+  MP_CHECK(reached_[i] < opts_.backwards_per_step, "DataParallel: parameter ", i, " got backward pass ",
+           reached_[i] + 1, " in one step, more than backwards_per_step=", opts_.backwards_per_step,
+           " (call finish_gradients after each step)");
+  if (++reached_[i] < opts_.backwards_per_step) return;  // more micro-batches to come
+  const size_t b = bucket_of_[i];
+  if (++ready_[b] == buckets_[b].params.size()) launch_ready();
+}
+
+void DataParallel::launch_ready() {
+  while (launched_ < buckets_.size() && ready_[launched_] == buckets_[launched_].params.size()) launch(launched_++);
+}
+
+void DataParallel::launch(size_t b) {
+  int64_t at = 0;
+  for (size_t i : buckets_[b].params) {
+    const Tensor& p = params_[i];
+    Tensor dst = slice_of(flat_[b], at, p);
+    if (p.grad().defined()) ops::copy_(dst, p.grad());
+    else ops::fill_(dst, 0.0);
+    at += p.numel();
+  }
+  if (opts_.overlap) pending_.push_back(comm_.iall_reduce(flat_[b], ReduceOp::Avg));
+  else comm_.all_reduce(flat_[b], ReduceOp::Avg);
+}
+
+void DataParallel::finish_gradients() {
+  const auto t0 = Clock::now();
+  launched_early_ = static_cast<int>(launched_);
+  while (launched_ < buckets_.size()) launch(launched_++);  // buckets no complete gradient reached
+  for (auto& r : pending_) r->wait();
+  exposed_ = std::chrono::duration<double>(Clock::now() - t0).count();
+  NoGradGuard no_grad;
+  for (size_t b = 0; b < buckets_.size(); ++b) {
+    int64_t at = 0;
+    for (size_t i : buckets_[b].params) {
+      Tensor& p = params_[i];
+      if (!p.grad().defined()) p.mutable_grad() = zeros(p.sizes(), p.options());
+      ops::copy_(p.grad(), slice_of(flat_[b], at, p));
+      at += p.numel();
+    }
+  }
+  pending_.clear();
+  std::fill(reached_.begin(), reached_.end(), 0);
+  std::fill(ready_.begin(), ready_.end(), 0);
+  launched_ = 0;
+}
+
+double DataParallel::average(double value) {
+  Tensor t = full({1}, value, DType::Float64);
+  comm_.all_reduce(t, ReduceOp::Avg);
+  return t.item();
+}
+
+std::vector<Tensor> DataParallel::optimizer_params() const {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < params_.size(); ++i)
+    if (!opts_.zero1 || owner_[i] == comm_.rank()) out.push_back(params_[i]);
+  return out;
+}
+
+void DataParallel::after_step() {
+  if (!opts_.zero1) return;
+  NoGradGuard no_grad;
+  for (int r = 0; r < comm_.size(); ++r) {
+    // Owner r's updated parameters, packed in order, to every replica.
+    std::vector<size_t> share;
+    int64_t numel = 0;
+    for (size_t i = 0; i < params_.size(); ++i)
+      if (owner_[i] == r) {
+        share.push_back(i);
+        numel += params_[i].numel();
+      }
+    if (share.empty()) continue;
+    MP_CHECK(std::all_of(share.begin(), share.end(), [&](size_t i) { return params_[i].dtype() == params_[share[0]].dtype(); }),
+             "DataParallel: zero1 needs one dtype among a replica's parameters");
+    Tensor flat = empty({numel}, params_[share[0]].options());
+    int64_t at = 0;
+    if (comm_.rank() == r)
+      for (size_t i : share) {
+        ops::copy_(slice_of(flat, at, params_[i]), params_[i]);
+        at += params_[i].numel();
+      }
+    comm_.broadcast(flat, r);
+    at = 0;
+    if (comm_.rank() != r)
+      for (size_t i : share) {
+        ops::copy_(params_[i], slice_of(flat, at, params_[i]));
+        at += params_[i].numel();
+      }
+  }
+}
+
+}  // namespace minipipe::parallel

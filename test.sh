@@ -3,7 +3,7 @@
 # the CUDA build check when nvcc is present), then run every test through ctest. Arguments go to
 # ctest (./test.sh -R Pipe), except --sanitizers (what CI runs), which adds two more builds:
 #   build-asan/  AddressSanitizer + UndefinedBehaviorSanitizer: the whole suite again;
-#   build-tsan/  ThreadSanitizer: the local communicator and executor tests (ranks are threads).
+#   build-tsan/  ThreadSanitizer: the local communicator, executor and data-parallel tests (ranks are threads).
 set -euo pipefail
 cd "$(dirname "$0")"
 sanitizers=0
@@ -23,7 +23,7 @@ minipipe_sanitizer_build build-asan MINIPIPE_SANITIZE tests
   ctest --output-on-failure -j "$(nproc)" ${ctest_args[@]+"${ctest_args[@]}"})
 
 echo "== ThreadSanitizer: the local communicator and executor tests (build-tsan/) =="
-tsan_tests=(test_comm test_pipe test_pipeline_equivalence test_pipeline_memory)
+tsan_tests=(test_comm test_pipe test_pipeline_equivalence test_pipeline_memory test_data_parallel)
 minipipe_sanitizer_build build-tsan MINIPIPE_TSAN "${tsan_tests[@]}"
 for t in "${tsan_tests[@]}"; do
   echo "-- $t"

@@ -3,12 +3,12 @@
 #include <gtest/gtest.h>
 
 #include "comm_suite.h"
-#include "parallel/comm_mpi.h"
+#include "mpi_main.h"
 
 namespace minipipe::parallel {
 namespace {
 
-Communicator* world = nullptr;
+using mpi_test::world;
 
 TEST(MpiSuite, RankValuedAllReduce) { comm_suite::rank_valued_all_reduce(*world); }
 TEST(MpiSuite, NonblockingAllReduce) { comm_suite::nonblocking_all_reduce(*world); }
@@ -28,15 +28,4 @@ TEST(MpiSuite, BadArguments) { comm_suite::bad_arguments(*world); }
 }  // namespace
 }  // namespace minipipe::parallel
 
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  auto comm = minipipe::parallel::mpi_world();
-  comm->set_timeout(60);
-  minipipe::parallel::world = comm.get();
-  // Only rank 0 prints gtest's report; every rank's failures still set the exit status.
-  if (comm->rank() != 0) delete ::testing::UnitTest::GetInstance()->listeners().Release(
-      ::testing::UnitTest::GetInstance()->listeners().default_result_printer());
-  const int rc = RUN_ALL_TESTS();
-  comm->barrier();
-  return rc;
-}
+int main(int argc, char** argv) { return minipipe::parallel::mpi_test::run_all(argc, argv); }

@@ -1,12 +1,16 @@
 // What train_mlp and train_gpt share: the pipeline flags (--stages, --microbatches, --schedule,
-// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout), the launch and Pipe
-// options they make, the fingerprint every rank checks, and the lines printed at start.
+// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout), the data-parallel ones
+// (--dp, --bucket-mb, --no-overlap, --zero1), the launch, Pipe and DataParallel options they make,
+// the fingerprint every rank checks, and the lines printed at start and end.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <string>
 
+#include "nn/optim.h"
+#include "parallel/data_parallel.h"
+#include "parallel/grid.h"
 #include "parallel/launch.h"
 #include "parallel/pipe.h"
 
@@ -22,6 +26,10 @@ struct PipelineFlags {
   std::string partition = "uniform";
   int threads = 0;
   double comm_timeout = 300;
+  int dp = 1;
+  double bucket_mb = 25;
+  bool no_overlap = false;
+  bool zero1 = false;
 
   void add_to(CLI::App& app) {
     app.add_option("--stages", stages, "pipeline stages P (ranks)")->capture_default_str();
@@ -38,12 +46,33 @@ struct PipelineFlags {
         ->capture_default_str();
     app.add_option("--comm-timeout", comm_timeout, "seconds a rank waits for one message before failing")
         ->capture_default_str();
+    app.add_option("--dp", dp, "data-parallel replicas R of the pipeline (world = stages x dp ranks)")
+        ->capture_default_str();
+    app.add_option("--bucket-mb", bucket_mb, "data parallel: gradient bucket size in MiB")->capture_default_str();
+    app.add_flag("--no-overlap", no_overlap, "data parallel: reduce gradients after backward, not during it");
+    app.add_flag("--zero1", zero1, "data parallel: shard the optimizer state over the replicas (ZeRO stage 1)");
   }
+
+  // Rows of the batch each replica trains on: a batch of B splits into dp shards of B/dp rows,
+  // each into M micro-batches.
+  void check_batch(int64_t batch) const {
+    MP_CHECK(dp >= 1 && microbatches >= 1 && batch % (static_cast<int64_t>(dp) * microbatches) == 0, "--batch ",
+             batch, " does not split into --dp ", dp, " replicas x --microbatches ", microbatches,
+             " of equal size (needs a multiple of ", static_cast<int64_t>(dp) * microbatches, ")");
+  }
+
+  parallel::DataParallelOptions data_parallel() const {
+    return {.bucket_mb = bucket_mb, .overlap = !no_overlap, .backwards_per_step = microbatches, .zero1 = zero1};
+  }
+
+  // Replicas of the model this process must build: one per replica under `local` (the ranks are
+  // threads of this process), one under `mpi` (each process is one rank).
+  int model_copies() const { return comm == "local" ? dp : 1; }
 
   parallel::LaunchOptions launch() const {
     parallel::LaunchOptions o;
     o.backend = parallel::parse_backend(comm);
-    o.ranks = stages;
+    o.ranks = stages * dp;
     o.threads_per_rank = threads;
     o.timeout_s = comm_timeout;
     return o;
@@ -81,10 +110,13 @@ inline std::string fingerprint(const CLI::App& app) {
   return out;
 }
 
-// Rank 0 says how the job runs: the thread budget and the pipeline (partition and schedule).
-inline void print_start(const parallel::RankContext& ctx, const parallel::Pipe& pipe) {
+// Rank 0 says how the job runs: the thread budget, the rank grid and the pipeline (partition and
+// schedule).
+inline void print_start(const parallel::RankContext& ctx, const parallel::Grid& grid, const parallel::Pipe& pipe) {
   if (ctx.comm.rank() != 0) return;
-  std::printf("%s communicator, %s\n%s", ctx.comm.backend(), ctx.budget().c_str(), pipe.describe().c_str());
+  std::printf("%s communicator, %s\n", ctx.comm.backend(), ctx.budget().c_str());
+  if (grid.dp > 1) std::printf("%s", grid.placement().c_str());
+  std::printf("%s", pipe.describe().c_str());
   std::fflush(stdout);
 }
 
@@ -97,18 +129,36 @@ inline std::string format_bytes(double b) {
   return buf;
 }
 
-// Collective: the peak of activations stashed for backward over the run, per rank (measured on each
-// rank's memory account: parallel/executor.h), printed by rank 0.
-inline void print_stash(const parallel::RankContext& ctx, const parallel::Pipe& pipe) {
-  Tensor peaks = zeros({ctx.comm.size()}, DType::Int64);
-  peaks.data_ptr<int64_t>()[ctx.comm.rank()] = pipe.peak_stash_bytes();
-  ctx.comm.all_reduce(peaks);
+// Collective: one number per rank, printed by rank 0 as "label: 1.00 MiB on rank 0, ...".
+inline void print_per_rank(const parallel::RankContext& ctx, const std::string& label, int64_t bytes) {
+  Tensor all = zeros({ctx.comm.size()}, DType::Int64);
+  all.data_ptr<int64_t>()[ctx.comm.rank()] = bytes;
+  ctx.comm.all_reduce(all);
   if (ctx.comm.rank() != 0) return;
-  std::printf("activations stashed for backward (checkpoint %s), peak over the run:",
-              parallel::checkpoint_name(pipe.options().checkpoint));
+  std::printf("%s:", label.c_str());
   for (int r = 0; r < ctx.comm.size(); ++r)
-    std::printf("%s %s on rank %d", r ? "," : "", format_bytes(static_cast<double>(peaks.data_ptr<int64_t>()[r])).c_str(), r);
+    std::printf("%s %s on rank %d", r ? "," : "", format_bytes(static_cast<double>(all.data_ptr<int64_t>()[r])).c_str(), r);
   std::printf("\n");
+}
+
+// Rank 0: how the data-parallel reduction went (when there are replicas).
+inline void print_data_parallel(const parallel::RankContext& ctx, const parallel::DataParallel& dp) {
+  if (ctx.comm.rank() != 0 || dp.replicas() == 1 || dp.steps() == 0) return;
+  std::printf("data parallel: %zu gradient buckets, %d reduced during the last backward; waited %.3f ms a step on "
+              "average after backward (rank 0)\n",
+              dp.buckets().size(), dp.launched_during_backward(), 1e3 * dp.total_exposed_seconds() / dp.steps());
+}
+
+// Collective: the peak of activations stashed for backward over the run, per rank (measured on each
+// rank's memory account: parallel/executor.h), and the optimizer state each rank holds.
+inline void print_memory(const parallel::RankContext& ctx, const parallel::Pipe& pipe, const optim::Optimizer& opt,
+                         bool zero1) {
+  print_per_rank(ctx,
+                 std::string("activations stashed for backward (checkpoint ") +
+                     parallel::checkpoint_name(pipe.options().checkpoint) + "), peak over the run",
+                 pipe.peak_stash_bytes());
+  print_per_rank(ctx, std::string("optimizer state") + (zero1 ? " (ZeRO-1: sharded over the replicas)" : ""),
+                 opt.state_bytes());
 }
 
 }  // namespace minipipe::examples

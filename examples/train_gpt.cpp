@@ -95,8 +95,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
   MP_CHECK(cfg.vocab == "char" || cfg.vocab == "byte", "--vocab must be char or byte, got '", cfg.vocab, "'");
   MP_CHECK(cfg.lr > 0, "--lr must be positive, got ", cfg.lr);
   MP_CHECK(cfg.sample >= 0, "--sample must be >= 0, got ", cfg.sample);
-  MP_CHECK(flags.microbatches >= 1 && cfg.batch % flags.microbatches == 0, "--batch ", cfg.batch,
-           " does not split into --microbatches ", flags.microbatches, " of equal size");
+  flags.check_batch(cfg.batch);
   nn::GPTConfig mc;  // the vocabulary size comes from the corpus below
   mc.context = cfg.context;
   mc.n_layer = cfg.layers;
@@ -139,10 +138,14 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
   const std::vector<int64_t> prompt = vocab.encode(cfg.prompt);  // fails now, not after training
   MP_CHECK(cfg.sample == 0 || !prompt.empty(), "--prompt must not be empty when sampling");
 
-  // ---- model: built whole from the seed, then cut by the pipeline ----
+  // ---- model: built whole from the seed (one per replica this process runs), then cut by the pipeline ----
   mc.vocab_size = vocab.size();
-  Generator init_gen(cfg.seed);
-  auto model = nn::make_gpt(mc, &init_gen);
+  std::vector<std::shared_ptr<nn::Sequential>> replicas;
+  for (int i = 0; i < flags.model_copies(); ++i) {
+    Generator init_gen(cfg.seed);
+    replicas.push_back(nn::make_gpt(mc, &init_gen));
+  }
+  const auto& model = replicas[0];
   const nn::Metadata meta = describe(mc, vocab_kind, vocab.symbols());
   if (!cfg.load.empty())
     for (const char* key : {"layers", "d_model", "heads", "context", "vocab_size", "tie_weights"}) {
@@ -153,14 +156,17 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
     }
   Generator sample_probe(cfg.seed + 1);
   const Tensor profile_sample =
-      nn::sample_batch(split.train, cfg.batch / flags.microbatches, cfg.context, sample_probe, "train").x;
+      nn::sample_batch(split.train, cfg.batch / flags.dp / flags.microbatches, cfg.context, sample_probe, "train").x;
 
   // Every rank runs this: a thread each under --comm local, a process each under mpirun.
   parallel::launch(flags.launch(), [&](parallel::RankContext& ctx) {
     const bool lead = ctx.comm.rank() == 0;
-    parallel::Pipe pipe(model, ctx.comm,
+    parallel::Grid grid = parallel::make_grid(ctx.comm, flags.stages, flags.dp);
+    auto mine = replicas[static_cast<size_t>(flags.model_copies() > 1 ? grid.replica : 0)];
+    parallel::Pipe pipe(mine, *grid.pipeline,
                         flags.pipe(cfg.seed + 2, [](const Tensor& out, const Tensor& y) { return nn::gpt_loss(out, y); },
                                    profile_sample, fingerprint));
+    parallel::DataParallel dp(pipe.parameters(), *grid.data, flags.data_parallel());
     if (!cfg.load.empty()) {
       pipe.load(cfg.load);  // names, shapes and dtypes checked tensor by tensor, on rank 0
       if (lead) std::printf("loaded %s\n", cfg.load.c_str());
@@ -169,10 +175,11 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
     if (lead)
       std::printf("model: %s\nparameters: %lld; %.2f MFLOP per training token (6N + 12LTC)\n", mc.str().c_str(),
                   static_cast<long long>(model->num_parameters()), flops_per_token / 1e6);
-    examples::print_start(ctx, pipe);
+    examples::print_start(ctx, grid, pipe);
 
     // ---- training ----
-    auto groups = nn::gpt_param_groups(*pipe.local_layers(), cfg.weight_decay);  // this rank's layers
+    // This rank's layers (with --zero1, its share of them).
+    auto groups = dp.optimizer_groups(nn::gpt_param_groups(*pipe.local_layers(), cfg.weight_decay));
     if (lead)
       std::printf("AdamW: lr %.2e (warm-up %lld, cosine to %.2e), weight decay %.2f on matmul weights, none on "
                   "biases/norms/embeddings; clip %.1f (global norm over every stage)\n",
@@ -206,10 +213,15 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
       if (step == cfg.steps) break;
       const auto ts = std::chrono::steady_clock::now();
       nn::Batch b = nn::sample_batch(split.train, cfg.batch, cfg.context, data_gen, "train");
-      opt.zero_grad();
-      const double loss = pipe.train_step(b.x, b.y);
+      pipe.zero_grad();
+      // This replica's shard; gradients averaged over the replicas, then clipped over every stage.
+      const int64_t part = cfg.batch / flags.dp, first = grid.replica * part;
+      double loss = pipe.train_step(ops::narrow(b.x, 0, first, part), ops::narrow(b.y, 0, first, part), first);
+      dp.finish_gradients();
+      loss = dp.average(loss);
       if (cfg.clip > 0) pipe.clip_grad_norm_(cfg.clip);
       opt.step();
+      dp.after_step();
       train_time += seconds_since(ts);
       tokens_since += cfg.batch * cfg.context;
       loss_since += loss;
@@ -219,15 +231,19 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
                      static_cast<long long>(cfg.steps), loss_since / in_interval, opt.lr(), tokens_since / train_time);
       }
     }
-    if (cfg.steps > 0) examples::print_stash(ctx, pipe);
+    if (cfg.steps > 0) {
+      examples::print_memory(ctx, pipe, opt, flags.zero1);
+      examples::print_data_parallel(ctx, dp);
+    }
     if (!cfg.save.empty()) {
-      pipe.save(cfg.save, meta);
+      if (grid.replica == 0) pipe.save(cfg.save, meta);  // the replicas hold the same weights
+      ctx.comm.barrier();
       if (lead) std::printf("saved %s\n", cfg.save.c_str());
     }
 
     // ---- sample, on rank 0 with the whole model gathered ----
     if (cfg.sample > 0) {
-      pipe.gather();
+      if (grid.replica == 0) pipe.gather();
       if (lead) {
         nn::SampleOptions so;
         so.temperature = cfg.temperature;

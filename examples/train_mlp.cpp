@@ -1,7 +1,8 @@
-// train_mlp: an MLP (default 784-512-256-10, ReLU) on Fashion-MNIST, trained as a pipeline or on
-// one device: --stages P cuts it into P stages run by P ranks (threads with --comm local, processes
-// under mpirun with --comm mpi), each batch in --microbatches M, scheduled by --schedule. AdamW (or
-// SGD with momentum) with cosine decay; one line per epoch, a live progress line in between.
+// train_mlp: an MLP (default 784-512-256-10, ReLU) on Fashion-MNIST, trained on one device, as a
+// pipeline, with data parallelism, or both: --stages P cuts it into P stages, --dp R replicates the
+// pipeline R times on shards of each batch; the P·R ranks are threads with --comm local, processes
+// under mpirun with --comm mpi. Each shard goes in --microbatches M, scheduled by --schedule.
+// AdamW (or SGD with momentum) with cosine decay; one line per epoch, a live progress line between.
 // Run: ./run.sh [--epochs 3] or build/train_mlp --help.
 #include <unistd.h>
 
@@ -91,20 +92,25 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
   MP_CHECK(cfg.optimizer == "adamw" || cfg.optimizer == "sgd", "--optimizer must be adamw or sgd, got ", cfg.optimizer);
   MP_CHECK(cfg.lr_schedule == "cosine" || cfg.lr_schedule == "constant",
            "--lr-schedule must be cosine or constant, got ", cfg.lr_schedule);
-  MP_CHECK(flags.microbatches >= 1 && cfg.batch % flags.microbatches == 0, "--batch ", cfg.batch,
-           " does not split into --microbatches ", flags.microbatches, " of equal size");
+  flags.check_batch(cfg.batch);
 
   nn::Dataset train = nn::load_fashion_mnist(cfg.data, true);
   nn::Dataset test = nn::load_fashion_mnist(cfg.data, false);
-  auto model = make_mlp(train.inputs.size(1), parse_sizes(cfg.hidden), 10, cfg.dropout, cfg.seed);
-  const Tensor profile_sample = ops::narrow(train.inputs, 0, 0, cfg.batch / flags.microbatches);
+  std::vector<std::shared_ptr<nn::Sequential>> replicas;  // one per replica this process runs
+  for (int i = 0; i < flags.model_copies(); ++i)
+    replicas.push_back(make_mlp(train.inputs.size(1), parse_sizes(cfg.hidden), 10, cfg.dropout, cfg.seed));
+  const int64_t shard = cfg.batch / flags.dp;
+  const Tensor profile_sample = ops::narrow(train.inputs, 0, 0, shard / flags.microbatches);
 
   // Every rank runs this: a thread each under --comm local, a process each under mpirun.
   parallel::launch(flags.launch(), [&](parallel::RankContext& ctx) {
     const bool lead = ctx.comm.rank() == 0;
-    parallel::Pipe pipe(model, ctx.comm,
+    parallel::Grid grid = parallel::make_grid(ctx.comm, flags.stages, flags.dp);
+    auto model = replicas[static_cast<size_t>(flags.model_copies() > 1 ? grid.replica : 0)];
+    parallel::Pipe pipe(model, *grid.pipeline,
                         flags.pipe(cfg.seed, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); },
                                    profile_sample, fingerprint));
+    parallel::DataParallel dp(pipe.parameters(), *grid.data, flags.data_parallel());
     if (!cfg.load.empty()) {
       pipe.load(cfg.load);
       if (lead) std::printf("loaded %s\n", cfg.load.c_str());
@@ -113,14 +119,14 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
       std::printf("model: %s\nparameters: %lld, train %lld / test %lld images\n", model->repr().c_str(),
                   static_cast<long long>(model->num_parameters()), static_cast<long long>(train.inputs.size(0)),
                   static_cast<long long>(test.inputs.size(0)));
-    examples::print_start(ctx, pipe);
+    examples::print_start(ctx, grid, pipe);
 
-    std::unique_ptr<optim::Optimizer> opt;
+    std::unique_ptr<optim::Optimizer> opt;  // over this rank's parameters (with --zero1, its share)
     if (cfg.optimizer == "adamw")
-      opt = std::make_unique<optim::AdamW>(pipe.parameters(),
+      opt = std::make_unique<optim::AdamW>(dp.optimizer_params(),
                                            optim::AdamWOptions{.lr = cfg.lr, .weight_decay = cfg.weight_decay});
     else
-      opt = std::make_unique<optim::SGD>(pipe.parameters(), optim::SGDOptions{.lr = cfg.lr, .momentum = cfg.momentum,
+      opt = std::make_unique<optim::SGD>(dp.optimizer_params(), optim::SGDOptions{.lr = cfg.lr, .momentum = cfg.momentum,
                                                                               .weight_decay = cfg.weight_decay,
                                                                               .nesterov = true});
     nn::DataLoader loader(train, nn::DataLoaderOptions(cfg.batch).seed(cfg.seed));
@@ -139,14 +145,21 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
       while (step < total) {
         auto batch = loader.next();
         if (!batch) break;
-        if (batch->size() % flags.microbatches != 0) {  // the epoch's short last batch, when M does not divide it
+        const int64_t rows = batch->size();
+        if (rows % (flags.dp * flags.microbatches) != 0) {  // the epoch's short last batch, when it does not split
           ++skipped;
           continue;
         }
         opt->set_lr(cfg.lr_schedule == "cosine" ? optim::cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup) : cfg.lr);
-        opt->zero_grad();
-        loss_sum += pipe.train_step(batch->inputs, batch->targets);
+        pipe.zero_grad();
+        // This replica's shard of the batch; the gradients are averaged over the replicas.
+        const int64_t part = rows / flags.dp, first = grid.replica * part;
+        const double loss = pipe.train_step(ops::narrow(batch->inputs, 0, first, part),
+                                            ops::narrow(batch->targets, 0, first, part), first);
+        dp.finish_gradients();
+        loss_sum += dp.average(loss);
         opt->step();
+        dp.after_step();
         ++batches;
         ++step;
         samples += batch->size();
@@ -164,15 +177,17 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
         std::fflush(stdout);
       }
     }
-    examples::print_stash(ctx, pipe);
+    examples::print_memory(ctx, pipe, *opt, flags.zero1);
+    examples::print_data_parallel(ctx, dp);
     if (lead) {
       if (skipped > 0)
-        std::printf("skipped %lld short batches that %d micro-batches do not divide\n", static_cast<long long>(skipped),
-                    flags.microbatches);
+        std::printf("skipped %lld short batches that %d replicas x %d micro-batches do not divide\n",
+                    static_cast<long long>(skipped), flags.dp, flags.microbatches);
       std::printf("final test accuracy: %.2f%% after %lld steps\n", 100 * acc, static_cast<long long>(step));
     }
     if (!cfg.save.empty()) {
-      pipe.save(cfg.save);
+      if (grid.replica == 0) pipe.save(cfg.save);  // the replicas hold the same weights
+      ctx.comm.barrier();
       if (lead) std::printf("saved %s\n", cfg.save.c_str());
     }
   });

@@ -114,6 +114,8 @@ void DataParallel::finish_gradients() {
   while (launched_ < buckets_.size()) launch(launched_++);  // buckets no complete gradient reached
   for (auto& r : pending_) r->wait();
   exposed_ = std::chrono::duration<double>(Clock::now() - t0).count();
+  total_exposed_ += exposed_;
+  ++steps_;
   NoGradGuard no_grad;
   for (size_t b = 0; b < buckets_.size(); ++b) {
     int64_t at = 0;
@@ -141,6 +143,18 @@ std::vector<Tensor> DataParallel::optimizer_params() const {
   for (size_t i = 0; i < params_.size(); ++i)
     if (!opts_.zero1 || owner_[i] == comm_.rank()) out.push_back(params_[i]);
   return out;
+}
+
+std::vector<optim::ParamGroup> DataParallel::optimizer_groups(std::vector<optim::ParamGroup> groups) const {
+  if (!opts_.zero1) return groups;
+  for (auto& g : groups)
+    std::erase_if(g.params, [&](const Tensor& t) {
+      for (size_t i = 0; i < params_.size(); ++i)
+        if (params_[i].is_same(t)) return owner_[i] != comm_.rank();
+      MP_CHECK(false, "DataParallel: an optimizer group holds a parameter this DataParallel was not given");
+      return true;
+    });
+  return groups;
 }
 
 void DataParallel::after_step() {

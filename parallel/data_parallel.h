@@ -16,6 +16,7 @@
 #include <memory>
 #include <vector>
 
+#include "nn/optim.h"
 #include "parallel/communicator.h"
 
 namespace minipipe::parallel {
@@ -45,6 +46,8 @@ class DataParallel {
 
   // What this replica's optimizer should hold: every parameter, or with zero1 its share only.
   std::vector<Tensor> optimizer_params() const;
+  // The same for parameter groups (weight decay on some only): each group keeps this replica's share.
+  std::vector<optim::ParamGroup> optimizer_groups(std::vector<optim::ParamGroup> groups) const;
   // After the optimizer step (collective): with zero1, every share goes from its owner to the
   // other replicas (one broadcast per owner); without, nothing.
   void after_step();
@@ -60,6 +63,9 @@ class DataParallel {
   double exposed_seconds() const { return exposed_; }
   // Buckets the last step started from the hooks, during backward (the rest started in finish_gradients).
   int launched_during_backward() const { return launched_early_; }
+  // Over every step so far: steps, and the seconds finish_gradients waited in all.
+  int steps() const { return steps_; }
+  double total_exposed_seconds() const { return total_exposed_; }
   int replicas() const { return comm_.size(); }
 
  private:
@@ -81,8 +87,8 @@ class DataParallel {
   size_t launched_ = 0;
   std::vector<Tensor> flat_;  // one buffer per bucket
   std::vector<std::unique_ptr<Request>> pending_;
-  double exposed_ = 0;
-  int launched_early_ = 0;
+  double exposed_ = 0, total_exposed_ = 0;
+  int launched_early_ = 0, steps_ = 0;
 };
 
 }  // namespace minipipe::parallel

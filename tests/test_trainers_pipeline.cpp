@@ -1,5 +1,5 @@
 // End-to-end tests of the trainers as pipelines: train_mlp and train_gpt with --stages/--schedule/
-// --checkpoint print what one device prints, under `local` and under mpirun; a checkpoint written by
+// --checkpoint/--dp print what one device prints, under `local` and under mpirun; a checkpoint written by
 // a 2-stage run loads into 1 and 3 stages; and every bad flag — including a wrong mpirun -np and
 // ranks started with different flags — is an error naming it, with a non-zero exit, never a hang.
 #include <gtest/gtest.h>
@@ -46,6 +46,8 @@ TEST(TrainMlpPipeline, EverySchedulePrintsWhatOneDevicePrints) {
   const Figures want = figures(one.output);
   ASSERT_FALSE(want.losses.empty()) << one.output;
   for (const char* flags : {"--stages 2 --microbatches 4 --schedule 1f1b",
+                            "--dp 2 --microbatches 2", "--stages 2 --dp 2 --microbatches 2 --zero1",
+                            "--dp 4 --no-overlap --bucket-mb 0.1",
                             "--stages 2 --microbatches 8 --schedule gpipe --checkpoint always",
                             "--stages 3 --microbatches 4 --schedule 1f1b --checkpoint except_last --partition params",
                             "--stages 2 --microbatches 4 --schedule interleaved --virtual 2"}) {
@@ -86,7 +88,7 @@ TEST(TrainMlpPipeline, CheckpointFromTwoStagesLoadsIntoOneAndThree) {
 TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
   const std::pair<const char*, const char*> cases[] = {
       {"--stages 9", "cannot cut a model of 5 layers into 9 chunks"},
-      {"--stages 2 --microbatches 3", "--batch 128 does not split into --microbatches 3"},
+      {"--stages 2 --microbatches 3", "--batch 128 does not split into --dp 1 replicas x --microbatches 3"},
       {"--stages 2 --schedule zb-h1", "unknown schedule 'zb-h1'"},
       {"--stages 2 --checkpoint sometimes", "unknown checkpoint mode 'sometimes'"},
       {"--stages 2 --comm nccl", "unknown communicator 'nccl'"},
@@ -94,6 +96,8 @@ TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
       {"--stages 3 --microbatches 7 --schedule interleaved --virtual 2 --batch 140 --hidden 64,64,64", "M=7"},
       {"--stages 2 --virtual 2", "--virtual 2 needs --schedule interleaved"},
       {"--stages 0", "at least 1 rank"},
+      {"--dp 3", "--batch 128 does not split into --dp 3 replicas x --microbatches 1"},
+      {"--dp 2 --bucket-mb 0", "--bucket-mb must be positive"},
   };
   for (const auto& [flags, message] : cases) {
     const ProgramResult r = run_program("train_mlp", std::string("--max-steps 1 ") + flags);
@@ -117,6 +121,21 @@ TEST(TrainMlpPipeline, MpiRunPrintsWhatLocalPrints) {
   EXPECT_EQ(figures(mpi.output).accuracy, figures(local.output).accuracy);
 }
 
+// The 2 x 2 grid as four MPI processes: the figures of the same grid as threads.
+TEST(TrainMlpPipeline, MpiGridPrintsWhatLocalPrints) {
+  if (!have_data() || !have_mpi()) GTEST_SKIP() << "needs dataset-fashion-mnist and MPI";
+  const std::string flags = kShort + "--stages 2 --dp 2 --microbatches 2 --zero1";
+  const ProgramResult local = run_program("train_mlp", flags);
+  const ProgramResult mpi = minipipe::test_util::run_command(minipipe::test_util::mpirun() + " -np 4 " +
+                                                             minipipe::test_util::program_path("train_mlp") + " " +
+                                                             flags + " --comm mpi");
+  ASSERT_EQ(local.status, 0) << local.output;
+  ASSERT_EQ(mpi.status, 0) << mpi.output;
+  EXPECT_TRUE(has(mpi.output, "rank grid: 2 stages x 2 replicas")) << mpi.output;
+  EXPECT_EQ(figures(mpi.output).losses, figures(local.output).losses);
+  EXPECT_EQ(figures(mpi.output).accuracy, figures(local.output).accuracy);
+}
+
 TEST(TrainMlpPipeline, MpiJobsThatCannotRunEndWithAnError) {
   if (!have_mpi()) GTEST_SKIP() << "minipipe was built without MPI";
   const std::string program = minipipe::test_util::program_path("train_mlp");
@@ -133,6 +152,11 @@ TEST(TrainMlpPipeline, MpiJobsThatCannotRunEndWithAnError) {
   EXPECT_NE(r.status, 0) << r.output;
   EXPECT_TRUE(has(r.output, "pipeline options differ across ranks: rank 1 has --lr=0.01, rank 0 has --lr=0.001"))
       << r.output;
+  // Three processes for 2 stages x 2 replicas.
+  r = minipipe::test_util::run_command(minipipe::test_util::mpirun() + " -np 3 " + program +
+                                       " --max-steps 1 --stages 2 --dp 2 --comm mpi");
+  EXPECT_NE(r.status, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "mpirun started 3 processes, but this job needs 4 ranks")) << r.output;
   // Without mpirun, --comm mpi is a job of one process.
   r = run_program("train_mlp", "--max-steps 1 --stages 2 --comm mpi");
   EXPECT_NE(r.status, 0) << r.output;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "examples/pipeline_flags.h"
+#include "examples/trace_flags.h"
 #include "nn/data_loader.h"
 #include "nn/idx.h"
 #include "nn/nn.h"
@@ -85,7 +86,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int run(const Config& cfg, const examples::PipelineFlags& flags, const std::string& fingerprint) {
+int run(const Config& cfg, const examples::PipelineFlags& flags, const examples::TraceFlags& trace,
+        const std::string& fingerprint) {
   MP_CHECK(cfg.epochs > 0, "--epochs must be positive, got ", cfg.epochs);
   MP_CHECK(cfg.batch > 0, "--batch must be positive, got ", cfg.batch);
   MP_CHECK(cfg.optimizer == "adamw" || cfg.optimizer == "sgd", "--optimizer must be adamw or sgd, got ", cfg.optimizer);
@@ -114,6 +116,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
                   static_cast<long long>(model->num_parameters()), static_cast<long long>(train.inputs.size(0)),
                   static_cast<long long>(test.inputs.size(0)));
     examples::print_start(ctx, pipe);
+    examples::StepTracer tracer(trace, ctx.comm);
 
     std::unique_ptr<optim::Optimizer> opt;
     if (cfg.optimizer == "adamw")
@@ -146,6 +149,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
         opt->set_lr(cfg.lr_schedule == "cosine" ? optim::cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup) : cfg.lr);
         opt->zero_grad();
         loss_sum += pipe.train_step(batch->inputs, batch->targets);
+        tracer.after_step(pipe, step + 1, ctx.comm.backend());
         opt->step();
         ++batches;
         ++step;
@@ -204,9 +208,11 @@ int main(int argc, char** argv) {
   app.add_option("--save", cfg.save, "write a safetensors checkpoint here at the end");
   app.add_option("--load", cfg.load, "start from this safetensors checkpoint");
   flags.add_to(app);
+  examples::TraceFlags trace;
+  trace.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(cfg, flags, examples::fingerprint(app));
+    return run(cfg, flags, trace, examples::fingerprint(app));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_mlp: error: %s\n", e.what());
     return 1;

@@ -256,6 +256,7 @@ TEST(GanttSvg, OneRowPerRankEveryComputeActionAndTheBubble) {
   EXPECT_EQ(count("<rect class=\"F\""), 12u);
   EXPECT_EQ(count("<rect class=\"B\""), 12u);
   EXPECT_EQ(count("<rect class=\"idle\""), 3u);
+  EXPECT_EQ(count("fill=\"url(#idle)\"/>"), 4u);  // shaded: the three rows and the legend
   // Each row ends with its bubble: 1F1B with P=3, M=4: (P-1)/(M+P-1) = 33.3%.
   EXPECT_EQ(count(">bubble 33.3%<"), 3u);
 }

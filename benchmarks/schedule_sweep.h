@@ -167,6 +167,28 @@ inline double gemm_gflops(int64_t rows, int64_t d) {
   return flops / *std::min_element(t.begin(), t.end()) / 1e9;
 }
 
+// What the executor adds per action to record it (executor.cpp: two steady_clock reads, the rank's
+// memory account, one ActionRecord appended), timed over many records: nanoseconds per action.
+inline double record_cost_ns() {
+  using Clock = std::chrono::steady_clock;
+  const auto& account = current_memory_account();
+  std::vector<parallel::ActionRecord> records;
+  double best = 1e9;
+  for (int k = 0; k < 5; ++k) {
+    records.clear();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 4096; ++i) {
+      parallel::ActionRecord rec{parallel::Action{0, parallel::Op::F, i}};
+      rec.start = std::chrono::duration<double>(Clock::now() - t0).count();
+      rec.end = std::chrono::duration<double>(Clock::now() - t0).count();
+      rec.live_bytes = account->live();
+      records.push_back(rec);
+    }
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count() / 4096 * 1e9);
+  }
+  return best;
+}
+
 class Table {
  public:
   explicit Table(const SweepOptions& o) : o_(o) {}
@@ -195,6 +217,7 @@ class Table {
   void row(const Row& r, const Result& res) {
     const int64_t d = o_.width, per_row = o_.model == "gpt" ? o_.context : 1;
     if (r.baseline) baseline_s_ = res.step_s;
+    if (res.mean_action_s > 0) action_s_.push_back(res.mean_action_s);
     // M = 1 is the full batch: its efficiency ratio is 1 by definition (not a second, noisy timing).
     if (!gemm_.count(r.M)) gemm_[r.M] = r.M == 1 ? 1.0 : gemm_gflops(o_.batch / r.M * per_row, d) / gflops_full_;
     const double g = gemm_[r.M];
@@ -224,6 +247,14 @@ class Table {
                 "act = peak activation bytes stashed for backward on the first and the last rank; GEMM eff = GFLOP/s "
                 "of a [B/M, d] x [d, d] GEMM / at [B, d] (one thread)\n",
                 o_.replay ? " (replay: the only bubble there is)" : "");
+    if (!action_s_.empty()) {
+      double mean = 0;
+      for (double a : action_s_) mean += a / static_cast<double>(action_s_.size());
+      const double ns = record_cost_ns();
+      std::printf("recording (on in every step): %.0f ns per action against a mean action of %.1f us in this sweep "
+                  "(%.3f%%)\n",
+                  ns, 1e6 * mean, 100 * ns * 1e-9 / mean);
+    }
     if (!o_.csv.empty()) parallel::write_text_file(o_.csv, csv_.str(), "bench_schedules --csv");
   }
 
@@ -241,6 +272,7 @@ class Table {
   std::ostringstream csv_;
   double gflops_full_ = 0, baseline_s_ = 0;
   std::map<int, double> gemm_;
+  std::vector<double> action_s_;
 };
 
 }  // namespace minipipe::bench

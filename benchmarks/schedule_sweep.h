@@ -208,10 +208,10 @@ class Table {
                                                    "so the timeline is not that of P devices (see --replay)"
                                                  : "");
     gflops_full_ = gemm_gflops(rows_full, d);
-    std::printf("%-12s %2s %2s %1s %-6s | %9s %10s %7s %7s | %8s %8s %8s | %10s %10s | %8s\n", "schedule", "P", "M",
-                "v", "ckpt", "step ms", "samples/s", "speedup", "ideal", "measured", "formula", "simul.", "act first",
+    std::printf("%-12s %2s %2s %1s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s\n", "schedule", "P", "M",
+                "v", "ckpt", "step ms", "samples/s", "speedup", "ideal", "/ideal", "measured", "formula", "simul.", "act first",
                 "act last", "GEMM eff");
-    csv_ << "mode,schedule,P,M,v,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,bubble_measured,"
+    csv_ << "mode,schedule,P,M,v,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,of_ideal,bubble_measured,"
               "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency\n";
   }
   void row(const Row& r, const Result& res) {
@@ -228,20 +228,22 @@ class Table {
     const double speedup = baseline_s_ > 0 ? baseline_s_ / res.step_s : 0;
     const bool over = !o_.replay && r.P > cores_here();
     auto bubble = [](double b) { return b < 0 ? std::string("-") : (std::ostringstream() << std::fixed << std::setprecision(3) << b).str(); };
-    std::printf("%-12s %2d %2d %1d %-6s | %9.3f %10.0f %7.2f %7s | %8s %8s %8s | %10s %10s | %8.2f\n",
+    const std::string of_ideal = ideal > 0 && speedup > 0 ? (std::ostringstream() << std::fixed << std::setprecision(2) << speedup / ideal).str() : "-";
+    std::printf("%-12s %2d %2d %1d %-6s | %9.3f %10.0f %7.2f %7s %6s | %8s %8s %8s | %10s %10s | %8.2f\n",
                 (r.schedule + (over ? "*" : "")).c_str(), r.P, r.M, r.v, r.checkpoint.c_str(), 1e3 * res.step_s,
                 o_.batch / res.step_s, speedup, ideal < 0 ? "-" : (std::ostringstream() << std::fixed << std::setprecision(2) << ideal).str().c_str(),
-                bubble(res.bubble_measured).c_str(), bubble(formula).c_str(),
+                of_ideal.c_str(), bubble(res.bubble_measured).c_str(), bubble(formula).c_str(),
                 bubble(res.bubble_simulated).c_str(), examples_bytes(res.peak_first).c_str(),
                 examples_bytes(res.peak_last).c_str(), g);
     std::fflush(stdout);
     csv_ << (o_.replay ? "replay" : "measured-" + o_.comm) << ',' << r.schedule << ',' << r.P << ',' << r.M << ','
            << r.v << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
-           << ',' << ideal << ',' << res.bubble_measured << ',' << formula << ',' << res.bubble_simulated << ','
+           << ',' << ideal << ',' << (ideal > 0 ? speedup / ideal : -1) << ',' << res.bubble_measured << ',' << formula << ',' << res.bubble_simulated << ','
            << res.peak_first << ',' << res.peak_last << ',' << g << '\n';
   }
   void footer() {
-    std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * (1 - formula bubble) * GEMM eff;\n"
+    std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * (1 - formula bubble) * GEMM eff; "
+                "/ideal = speedup / ideal;\n"
                 "bubble = idle / step time, mean over ranks: measured from a traced step, formula (P-1)/(v*M+P-1), "
                 "simulated from that step's own per-action costs%s;\n"
                 "act = peak activation bytes stashed for backward on the first and the last rank; GEMM eff = GFLOP/s "
@@ -252,7 +254,7 @@ class Table {
       for (double a : action_s_) mean += a / static_cast<double>(action_s_.size());
       const double ns = record_cost_ns();
       std::printf("recording (on in every step): %.0f ns per action against a mean action of %.1f us in this sweep "
-                  "(%.3f%%)\n",
+                  "(%.2g%%)\n",
                   ns, 1e6 * mean, 100 * ns * 1e-9 / mean);
     }
     if (!o_.csv.empty()) parallel::write_text_file(o_.csv, csv_.str(), "bench_schedules --csv");

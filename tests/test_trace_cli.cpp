@@ -259,10 +259,10 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 16u) << line;
+    ASSERT_EQ(f.size(), 17u) << line;
     const int P = std::stoi(f[2]), M = std::stoi(f[3]), v = std::stoi(f[4]);
-    EXPECT_NEAR(std::stod(f[11]), mp::closed_form_bubble(mp::make_schedule(f[1], P, M, v)), 1e-5) << line;
-    const double measured = std::stod(f[10]), simulated = std::stod(f[12]);
+    EXPECT_NEAR(std::stod(f[12]), mp::closed_form_bubble(mp::make_schedule(f[1], P, M, v)), 1e-5) << line;
+    const double measured = std::stod(f[11]), simulated = std::stod(f[13]);
     EXPECT_GE(measured, 0.0) << line;
     EXPECT_LT(measured, P == 1 ? 0.25 : 1.0) << line;
     EXPECT_GE(simulated, 0.0) << line;

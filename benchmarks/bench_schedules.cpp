@@ -126,19 +126,20 @@ bench::Result run_replay(const bench::SweepOptions& o, const bench::Row& cfg) {
       const int64_t live0 = account->live();
       auto t0 = Clock::now();
       Tensor root;
+      const bool checkpointed = mode == mp::Checkpoint::Always || (mode == mp::Checkpoint::ExceptLast && !last);
       {
         std::optional<NoGradGuard> no_grad;  // checkpointed chunks keep no graph in F
-        if (mode == mp::Checkpoint::Always || (mode == mp::Checkpoint::ExceptLast && !last)) no_grad.emplace();
+        if (checkpointed) no_grad.emplace();
         Tensor y = chunk->forward(x);
         root = last ? bench::loss()(y, y0) : y;
       }
       auto t1 = Clock::now();
       if (!last) costs.message_bytes[static_cast<size_t>(c)] = static_cast<double>(root.nbytes());
-      if (!last && root.requires_grad()) root = autograd::without_data(root);  // sent: its data goes
+      if (checkpointed) root = Tensor();  // only the input is kept
+      else if (!last) root = autograd::without_data(root);  // sent: its data goes, its graph stays
       stash = static_cast<double>(account->live() - live0) + (c > 0 ? static_cast<double>(x.nbytes()) : 0.0);
       auto t2 = Clock::now();
-      const bool recompute = !root.requires_grad();
-      if (recompute) {
+      if (checkpointed) {
         Tensor y = chunk->forward(x);
         root = last ? bench::loss()(y, y0) : y;
       }

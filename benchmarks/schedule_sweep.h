@@ -151,20 +151,24 @@ inline std::vector<Row> sweep(const SweepOptions& o) {
   return rows;
 }
 
-// GFLOP/s of one block's GEMM, [rows, d] x [d, d], on one thread: smaller micro-batches run it
-// less efficiently, which is why the best M is not simply the largest.
-inline double gemm_gflops(int64_t rows, int64_t d) {
+// The efficiency of one block's GEMM, [rows, d] x [d, d] on one thread, at a micro-batch's rows
+// relative to the full batch's: GFLOP/s(rows) / GFLOP/s(full). Smaller micro-batches run each GEMM
+// less efficiently, which is why the best M is not simply the largest. The two sizes are timed
+// alternately (best of 5, ~1 GFLOP each), so a busy moment or a clock change hits both.
+inline double gemm_efficiency(int64_t rows, int64_t full, int64_t d) {
   Generator g(2);
-  Tensor a = randn({rows, d}, {}, &g), w = randn({d, d}, {}, &g);
-  const double flops = 2.0 * static_cast<double>(rows) * static_cast<double>(d) * static_cast<double>(d);
-  const int reps = static_cast<int>(std::clamp(2e8 / flops, 3.0, 2000.0));
-  std::vector<double> t;
-  for (int k = 0; k < 3; ++k) {
+  const Tensor w = randn({d, d}, {}, &g);
+  auto best_seconds_per_flop = [&](int64_t n, double& best) {
+    const Tensor a = randn({n, d}, {}, &g);
+    const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(d);
+    const int reps = static_cast<int>(std::clamp(1e9 / flops, 2.0, 5000.0));
     const auto t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < reps; ++i) ops::matmul(a, w);
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps);
-  }
-  return flops / *std::min_element(t.begin(), t.end()) / 1e9;
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps / flops);
+  };
+  double small = 1e9, large = 1e9;
+  for (int k = 0; k < 5; ++k) best_seconds_per_flop(rows, small), best_seconds_per_flop(full, large);
+  return large / small;
 }
 
 // What the executor adds per action to record it (executor.cpp: two steady_clock reads, the rank's
@@ -193,7 +197,7 @@ class Table {
  public:
   explicit Table(const SweepOptions& o) : o_(o) {}
   void header() {
-    const int64_t d = o_.width, rows_full = o_.batch * (o_.model == "gpt" ? o_.context : 1);
+    const int64_t d = o_.width;
     std::printf("bench_schedules: %s model, %lld identical blocks of width %lld, batch %lld%s; 1 intra-op thread per "
                 "rank; %d timed steps (median)\n",
                 o_.model.c_str(), static_cast<long long>(o_.blocks), static_cast<long long>(d),
@@ -207,7 +211,6 @@ class Table {
                   o_.max_stages(), cores_here(), o_.max_stages() > cores_here() ? "; rows marked * have more ranks than cores: threads share cores, "
                                                    "so the timeline is not that of P devices (see --replay)"
                                                  : "");
-    gflops_full_ = gemm_gflops(rows_full, d);
     std::printf("%-12s %2s %2s %1s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s\n", "schedule", "P", "M",
                 "v", "ckpt", "step ms", "samples/s", "speedup", "ideal", "/ideal", "measured", "formula", "simul.", "act first",
                 "act last", "GEMM eff");
@@ -219,7 +222,8 @@ class Table {
     if (r.baseline) baseline_s_ = res.step_s;
     if (res.mean_action_s > 0) action_s_.push_back(res.mean_action_s);
     // M = 1 is the full batch: its efficiency ratio is 1 by definition (not a second, noisy timing).
-    if (!gemm_.count(r.M)) gemm_[r.M] = r.M == 1 ? 1.0 : gemm_gflops(o_.batch / r.M * per_row, d) / gflops_full_;
+    if (!gemm_.count(r.M))
+      gemm_[r.M] = r.M == 1 ? 1.0 : gemm_efficiency(o_.batch / r.M * per_row, o_.batch * per_row, d);
     const double g = gemm_[r.M];
     const double formula = parallel::closed_form_bubble(parallel::make_schedule(r.schedule, r.P, r.M, r.v));
     // Ideal speed-up over one rank on the whole batch: P ranks busy (1 - bubble) of the time, each
@@ -272,7 +276,7 @@ class Table {
   static int cores_here() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
   const SweepOptions& o_;
   std::ostringstream csv_;
-  double gflops_full_ = 0, baseline_s_ = 0;
+  double baseline_s_ = 0;
   std::map<int, double> gemm_;
   std::vector<double> action_s_;
 };

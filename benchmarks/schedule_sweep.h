@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "examples/pipeline_flags.h"
 #include "nn/nn.h"
 #include "nn/transformer.h"
 #include "parallel/generators.h"
@@ -237,8 +238,8 @@ class Table {
                 (r.schedule + (over ? "*" : "")).c_str(), r.P, r.M, r.v, r.checkpoint.c_str(), 1e3 * res.step_s,
                 o_.batch / res.step_s, speedup, ideal < 0 ? "-" : (std::ostringstream() << std::fixed << std::setprecision(2) << ideal).str().c_str(),
                 of_ideal.c_str(), bubble(res.bubble_measured).c_str(), bubble(formula).c_str(),
-                bubble(res.bubble_simulated).c_str(), examples_bytes(res.peak_first).c_str(),
-                examples_bytes(res.peak_last).c_str(), g);
+                bubble(res.bubble_simulated).c_str(), examples::format_bytes(res.peak_first).c_str(),
+                examples::format_bytes(res.peak_last).c_str(), g);
     std::fflush(stdout);
     csv_ << (o_.replay ? "replay" : "measured-" + o_.comm) << ',' << r.schedule << ',' << r.P << ',' << r.M << ','
            << r.v << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
@@ -265,13 +266,6 @@ class Table {
   }
 
  private:
-  static std::string examples_bytes(double b) {
-    char buf[32];
-    if (b < 1024) std::snprintf(buf, sizeof buf, "%.0f B", b);
-    else if (b < 1024 * 1024) std::snprintf(buf, sizeof buf, "%.1f KiB", b / 1024);
-    else std::snprintf(buf, sizeof buf, "%.2f MiB", b / (1024 * 1024));
-    return buf;
-  }
   // The machine's cores (not this process's affinity: mpirun may bind each rank to one).
   static int cores_here() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
   const SweepOptions& o_;

@@ -1,11 +1,14 @@
 // show_schedule: prints a pipeline schedule (generated, or read from a file), its simulated text
 // Gantt chart, and per rank the bubble (both conventions, next to the closed forms) and peak
-// in-flight activations. Run: ./build/show_schedule --schedule 1f1b --stages 4 --microbatches 8
+// in-flight activations; --svg draws the timeline as an SVG Gantt chart (parallel/gantt_svg.h).
+// Run: ./build/show_schedule --schedule 1f1b --stages 4 --microbatches 8
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 
+#include "parallel/cost_model.h"
+#include "parallel/gantt_svg.h"
 #include "parallel/generators.h"
 #include "parallel/lowering.h"
 #include "parallel/simulator.h"
@@ -17,7 +20,7 @@ namespace mp = minipipe::parallel;
 namespace {
 
 struct Options {
-  std::string schedule = "1f1b", file, save;
+  std::string schedule = "1f1b", file, save, svg, checkpoint = "never";
   int stages = 4, microbatches = 8, virtual_stages = 0;
   std::vector<double> costs = {1.0, 2.0, 0.0};  // per stage: F, B, W
   std::vector<double> chunk_scale;
@@ -96,13 +99,14 @@ int run(const Options& o) {
   print_program(program.has_comm() ? "program (lowered):" : "program (compute only):", program);
   mp::validate(program);  // an invalid file stops here: the error prints the marked grid
   const bool lower = !program.has_comm() && !o.no_lower;
-  const mp::Costs costs = make_costs(o, program);
+  const mp::Costs costs = mp::with_checkpointing(make_costs(o, program), mp::parse_checkpoint(o.checkpoint), C);
   const mp::Program run = lower ? mp::lower(program, costs) : program;
   if (lower && o.lowered) print_program("lowered (blocking send/recv):", run);
 
   const mp::Simulation sim = mp::simulate(run, costs);
   std::cout << "costs per stage and micro-batch: F=" << fmt(o.costs[0]) << " B=" << fmt(o.costs[1])
             << " W=" << fmt(o.costs[2])
+            << (o.checkpoint == "never" ? "" : "; checkpoint " + o.checkpoint + ": B runs F again, stash = input")
             << (run.has_w() || o.costs[2] == 0.0 ? "" : " (no W actions: B costs B+W)")
             << "; link: latency " << fmt(costs.latency) << ", bandwidth " << fmt(costs.bandwidth)
             << " bytes/unit\n";
@@ -112,6 +116,15 @@ int run(const Options& o) {
                                  "asynchronous messages")
             << "):\n"
             << mp::gantt(run, sim, o.slot) << '\n';
+  if (!o.svg.empty()) {
+    mp::SvgOptions svg;
+    svg.title = (o.file.empty() ? o.schedule : o.file) + ", P=" + std::to_string(P) + ", M=" + std::to_string(M) +
+                (v != 1.0 ? ", v=" + fmt(v) : "") + (o.checkpoint == "never" ? "" : ", checkpoint " + o.checkpoint) +
+                ": simulated";
+    svg.subtitle = "show_schedule: F=" + fmt(o.costs[0]) + " B=" + fmt(o.costs[1]) + " W=" + fmt(o.costs[2]) +
+                   " per stage and micro-batch, time in those units";
+    mp::write_text_file(o.svg, mp::gantt_svg(run, sim, svg), "show_schedule --svg");
+  }
 
   // Closed forms for equal stages and free messages: GPipe / 1F1B (v = 1) and interleaved 1F1B
   // (Megatron, exact when P divides M) have idle = (P-1)/v stage-slots of F+B, so
@@ -161,6 +174,9 @@ int main(int argc, char** argv) {
   app.add_option("--act-bytes", o.act_bytes, "activation bytes a stage stashes per micro-batch");
   app.add_option("--msg-bytes", o.msg_bytes, "bytes of one message (default: --act-bytes / v)");
   app.add_option("--slot", o.slot, "Gantt slot width (default: the shortest compute action)");
+  app.add_option("--checkpoint", o.checkpoint, "activation checkpointing: B runs F again, stash = the input")
+      ->check(CLI::IsMember({"never", "except_last", "always"}));
+  app.add_option("--svg", o.svg, "also draw the simulated timeline as an SVG Gantt chart in this file");
   app.add_option("--file", o.file, "simulate a hand-written program file instead");
   app.add_option("--save", o.save, "write the program to this file (a starting point to edit)");
   app.add_flag("--lowered", o.lowered, "also print the program with its send/recv actions");

@@ -12,6 +12,7 @@
 #include <cstdio>
 
 #include "examples/pipeline_flags.h"
+#include "examples/trace_flags.h"
 #include "nn/checkpoint.h"
 #include "nn/text_data.h"
 #include "nn/transformer.h"
@@ -87,7 +88,8 @@ double estimate_loss(parallel::Pipe& pipe, const std::vector<int64_t>& tokens, c
   return total / static_cast<double>(cfg.eval_iters);
 }
 
-int run(const Config& cfg, const examples::PipelineFlags& flags, const std::string& fingerprint) {
+int run(const Config& cfg, const examples::PipelineFlags& flags, const examples::TraceFlags& trace,
+        const std::string& fingerprint) {
   MP_CHECK(cfg.steps >= 0, "--steps must be >= 0, got ", cfg.steps);
   MP_CHECK(cfg.batch > 0, "--batch must be positive, got ", cfg.batch);
   MP_CHECK(cfg.eval_interval > 0 && cfg.eval_iters > 0, "--eval-interval and --eval-iters must be positive, got ",
@@ -176,6 +178,9 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
       std::printf("model: %s\nparameters: %lld; %.2f MFLOP per training token (6N + 12LTC)\n", mc.str().c_str(),
                   static_cast<long long>(model->num_parameters()), flops_per_token / 1e6);
     examples::print_start(ctx, grid, pipe);
+    examples::TraceFlags traced = trace;  // replica 0's pipeline traces; the others run the same steps
+    if (grid.replica != 0) traced.dir.clear();
+    examples::StepTracer tracer(traced, *grid.pipeline);
 
     // ---- training ----
     // This rank's layers (with --zero1, its share of them).
@@ -217,6 +222,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
       // This replica's shard; gradients averaged over the replicas, then clipped over every stage.
       const int64_t part = cfg.batch / flags.dp, first = grid.replica * part;
       double loss = pipe.train_step(ops::narrow(b.x, 0, first, part), ops::narrow(b.y, 0, first, part), first);
+      tracer.after_step(pipe, step + 1, ctx.comm.backend());
       dp.finish_gradients();
       loss = dp.average(loss);
       if (cfg.clip > 0) pipe.clip_grad_norm_(cfg.clip);
@@ -293,9 +299,11 @@ int main(int argc, char** argv) {
   app.add_option("--top-k", cfg.top_k, "sample among the k most likely characters (0: all)")->capture_default_str();
   examples::PipelineFlags flags;
   flags.add_to(app);
+  examples::TraceFlags trace;
+  trace.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(cfg, flags, examples::fingerprint(app));
+    return run(cfg, flags, trace, examples::fingerprint(app));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_gpt: error: %s\n", e.what());
     return 1;

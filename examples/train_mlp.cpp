@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "examples/pipeline_flags.h"
+#include "examples/trace_flags.h"
 #include "nn/data_loader.h"
 #include "nn/idx.h"
 #include "nn/nn.h"
@@ -86,7 +87,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-int run(const Config& cfg, const examples::PipelineFlags& flags, const std::string& fingerprint) {
+int run(const Config& cfg, const examples::PipelineFlags& flags, const examples::TraceFlags& trace,
+        const std::string& fingerprint) {
   MP_CHECK(cfg.epochs > 0, "--epochs must be positive, got ", cfg.epochs);
   MP_CHECK(cfg.batch > 0, "--batch must be positive, got ", cfg.batch);
   MP_CHECK(cfg.optimizer == "adamw" || cfg.optimizer == "sgd", "--optimizer must be adamw or sgd, got ", cfg.optimizer);
@@ -120,6 +122,9 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
                   static_cast<long long>(model->num_parameters()), static_cast<long long>(train.inputs.size(0)),
                   static_cast<long long>(test.inputs.size(0)));
     examples::print_start(ctx, grid, pipe);
+    examples::TraceFlags traced = trace;  // replica 0's pipeline traces; the others run the same steps
+    if (grid.replica != 0) traced.dir.clear();
+    examples::StepTracer tracer(traced, *grid.pipeline);
 
     std::unique_ptr<optim::Optimizer> opt;  // over this rank's parameters (with --zero1, its share)
     if (cfg.optimizer == "adamw")
@@ -156,6 +161,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const std::stri
         const int64_t part = rows / flags.dp, first = grid.replica * part;
         const double loss = pipe.train_step(ops::narrow(batch->inputs, 0, first, part),
                                             ops::narrow(batch->targets, 0, first, part), first);
+        tracer.after_step(pipe, step + 1, ctx.comm.backend());
         dp.finish_gradients();
         loss_sum += dp.average(loss);
         opt->step();
@@ -219,9 +225,11 @@ int main(int argc, char** argv) {
   app.add_option("--save", cfg.save, "write a safetensors checkpoint here at the end");
   app.add_option("--load", cfg.load, "start from this safetensors checkpoint");
   flags.add_to(app);
+  examples::TraceFlags trace;
+  trace.add_to(app);
   CLI11_PARSE(app, argc, argv);
   try {
-    return run(cfg, flags, examples::fingerprint(app));
+    return run(cfg, flags, trace, examples::fingerprint(app));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "train_mlp: error: %s\n", e.what());
     return 1;

@@ -115,6 +115,7 @@ void Executor::run(Run& r) {
   stash_.assign(n, {});
   stash_bytes_.assign(n, -1);
   records_.clear();
+  step_origin_ = r.t0;
   r.outputs.assign(static_cast<size_t>(M), {});
 
   for (const Action& a : program_.on(rank_)) {

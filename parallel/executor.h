@@ -73,6 +73,9 @@ class Executor {
   // saved tensors, or only the input under checkpointing — plus a received input. stash_bytes()[c * M
   // + m] is that figure (-1: not this rank's), held from F to B; the peak is over the action list.
   const std::vector<ActionRecord>& records() const { return records_; }
+  // When the last call began on this rank's steady clock: records() are seconds after it. Traces
+  // (trace.h) put every rank's records on one time base with it.
+  std::chrono::steady_clock::time_point step_origin() const { return step_origin_; }
   // The specs of received inputs change with the inputs' per-row shape (pipe.h infers them).
   void set_input_specs(const std::vector<TensorSpec>& specs);
   const std::vector<int64_t>& stash_bytes() const { return stash_bytes_; }
@@ -128,6 +131,7 @@ class Executor {
   std::vector<int64_t> stash_bytes_;
   int64_t peak_stash_ = 0;
   std::vector<ActionRecord> records_;
+  std::chrono::steady_clock::time_point step_origin_{};
 };
 
 }  // namespace minipipe::parallel

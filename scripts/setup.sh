@@ -11,9 +11,11 @@ set -euo pipefail
 # start. On cores of your own, GOMP_SPINCOUNT=300000 (libgomp's default spinning) is 20-25% faster.
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
+# chromium: the schedule explorer's page is tested in headless Chromium (tests/test_trace_cli.cpp)
+# and scripts/make_docs_figures.sh screenshots it; it adds 24 packages, ~10 s to a first install.
 MINIPIPE_PACKAGES=(cmake ninja-build g++ libeigen3-dev libopenblas-openmp-dev libgtest-dev
   libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev openmpi-bin libopenmpi-dev
-  dataset-fashion-mnist fortunes)
+  dataset-fashion-mnist fortunes chromium)
 
 minipipe_install_packages() {
   local missing=()

@@ -1,0 +1,278 @@
+// bench_schedules' sweep: its flags, the model of identical blocks and its batch, the list of
+// configurations, the GEMM efficiency at a micro-batch's rows, and the table (console and CSV).
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <thread>
+#include <iomanip>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "examples/pipeline_flags.h"
+#include "nn/nn.h"
+#include "nn/transformer.h"
+#include "parallel/generators.h"
+#include "parallel/pipe.h"
+#include "parallel/gantt_svg.h"
+#include "parallel/trace.h"
+
+namespace minipipe::bench {
+
+struct SweepOptions {
+  std::string model = "mlp";  // mlp: Linear(d, d)+ReLU blocks; gpt: transformer blocks
+  std::vector<std::string> schedules = {"gpipe", "1f1b", "interleaved"};
+  std::vector<int> stages = {1, 2, 4};
+  std::vector<int> microbatches = {1, 2, 4, 8};
+  int virtual_chunks = 2;
+  std::vector<std::string> checkpoints = {"never", "always"};
+  std::string comm = "local";
+  bool replay = false, tiny = false;
+  int steps = 5, warmup = 2;
+  int64_t batch = 256, width = 1024, blocks = 8, context = 64;
+  std::string csv, svg_dir;
+
+  void add_to(CLI::App& app) {
+    app.add_option("--model", model, "mlp (Linear+ReLU blocks) or gpt (transformer blocks)")->capture_default_str()
+        ->check(CLI::IsMember({"mlp", "gpt"}));
+    app.add_option("--schedules", schedules, "schedules to sweep")->delimiter(',');
+    app.add_option("--stages", stages, "P values")->delimiter(',');
+    app.add_option("--microbatches", microbatches, "M values")->delimiter(',');
+    app.add_option("--virtual", virtual_chunks, "v for the interleaved schedule")->capture_default_str();
+    app.add_option("--checkpoint", checkpoints, "checkpoint modes")->delimiter(',');
+    app.add_option("--comm", comm, "local (ranks are threads) or mpi (under mpirun -np max P)")->capture_default_str();
+    app.add_flag("--replay", replay, "time each chunk's F and B alone, lay the step out on P virtual devices");
+    app.add_flag("--tiny", tiny, "a sweep of seconds (what CI runs): width 64, 4 blocks, batch 16, P 1,2, M 1,2,4");
+    app.add_option("--steps", steps, "timed steps per configuration (median)")->capture_default_str();
+    app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+    app.add_option("--batch", batch, "rows per step (B; gpt: sequences)")->capture_default_str();
+    app.add_option("--width", width, "d: block width (gpt: d_model)")->capture_default_str();
+    app.add_option("--blocks", blocks, "identical blocks in the model")->capture_default_str();
+    app.add_option("--context", context, "gpt: tokens per sequence")->capture_default_str();
+    app.add_option("--csv", csv, "also write the table here");
+    app.add_option("--svg-dir", svg_dir, "write each configuration's Gantt chart(s) here");
+  }
+  void finish() {
+    if (tiny) {
+      width = 64, blocks = 4, batch = 16, context = 8, steps = 2, warmup = 1;
+      stages = {1, 2};
+      microbatches = {1, 2, 4};
+    }
+    MP_CHECK(!stages.empty() && !microbatches.empty() && !schedules.empty() && !checkpoints.empty(),
+             "bench_schedules: empty sweep");
+    for (int P : stages) MP_CHECK(P >= 1, "--stages must be >= 1, got ", P);
+    for (int M : microbatches) MP_CHECK(M >= 1 && batch % M == 0, "--batch ", batch, " must split into M = ", M);
+    for (const std::string& c : checkpoints) parallel::parse_checkpoint(c);
+    MP_CHECK(width >= 1 && blocks >= 1 && steps >= 1 && warmup >= 0, "bench_schedules: bad sizes");
+  }
+  int max_stages() const { return *std::max_element(stages.begin(), stages.end()); }
+};
+
+struct Row {
+  std::string schedule;
+  int P = 1, M = 1, v = 1;
+  std::string checkpoint = "never";
+  bool baseline = false;  // P = 1, M = 1: what speed-up is measured against
+};
+
+struct Result {
+  double step_s = 0, bubble_measured = -1, bubble_simulated = 0, peak_first = 0, peak_last = 0, mean_action_s = 0;
+};
+
+struct Batch {
+  Tensor x, y;
+};
+
+// `blocks` identical blocks; every block maps [rows, d] (gpt: [rows, T, d]) to the same shape.
+inline std::shared_ptr<nn::Sequential> make_model(const SweepOptions& o) {
+  Generator init(0);
+  if (o.model == "gpt") {
+    nn::GPTConfig cfg;
+    cfg.vocab_size = 16;
+    cfg.context = o.context;
+    cfg.n_layer = o.blocks;
+    cfg.n_head = 4;
+    cfg.d_model = o.width;
+    auto gpt = nn::make_gpt(cfg, &init);
+    return gpt->slice(1, static_cast<size_t>(1 + o.blocks));  // the blocks alone
+  }
+  auto m = std::make_shared<nn::Sequential>();
+  for (int64_t i = 0; i < o.blocks; ++i)
+    m->push_back(std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{
+        std::make_shared<nn::Linear>(nn::LinearOptions(o.width, o.width).generator(&init)),
+        std::make_shared<nn::ReLU>()}));
+  return m;
+}
+
+inline Batch make_batch(const SweepOptions& o) {
+  Generator g(1);
+  Shape s = o.model == "gpt" ? Shape{o.batch, o.context, o.width} : Shape{o.batch, o.width};
+  return {randn(s, {}, &g), randn(s, {}, &g)};
+}
+
+// Mean squared error against a random target: a loss that needs no head, so every block is equal.
+inline parallel::LossFn loss() {
+  return [](const Tensor& out, const Tensor& y) {
+    Tensor d = out - y;
+    return mean(d * d);
+  };
+}
+
+inline std::string label(const Row& r, const std::string& how) {
+  return r.schedule + " P=" + std::to_string(r.P) + " M=" + std::to_string(r.M) + " v=" + std::to_string(r.v) +
+         " checkpoint " + r.checkpoint + " (" + how + ")";
+}
+inline std::string file_stem(const Row& r) {
+  return r.schedule + "_P" + std::to_string(r.P) + "_M" + std::to_string(r.M) + "_v" + std::to_string(r.v) + "_" +
+         r.checkpoint;
+}
+inline std::string pct(double x) { return (std::ostringstream() << std::fixed << std::setprecision(1) << 100 * x).str(); }
+
+// The configurations: first the baseline (P = 1, M = 1, no checkpointing), then every schedule x P
+// x M x checkpoint that exists (interleaved: v chunks per rank and an M it accepts; every chunk
+// needs a block). P = 1 rows appear once, under 1f1b (every schedule is the same on one rank).
+inline std::vector<Row> sweep(const SweepOptions& o) {
+  std::vector<Row> rows = {{"1f1b", 1, 1, 1, "never", true}};
+  for (const std::string& s : o.schedules)
+    for (int P : o.stages)
+      for (int M : o.microbatches)
+        for (const std::string& ck : o.checkpoints) {
+          const int v = s == "interleaved" ? o.virtual_chunks : 1;
+          if ((P == 1 && s != "1f1b") || (P == 1 && M == 1 && ck == "never") || P * v > o.blocks) continue;
+          try {
+            parallel::make_schedule(s, P, M, v);
+          } catch (const Error&) {
+            continue;  // an M the interleaved schedule cannot group
+          }
+          rows.push_back({s, P, M, v, ck, false});
+        }
+  return rows;
+}
+
+// The efficiency of one block's GEMM, [rows, d] x [d, d] on one thread, at a micro-batch's rows
+// relative to the full batch's: GFLOP/s(rows) / GFLOP/s(full). Smaller micro-batches run each GEMM
+// less efficiently, which is why the best M is not simply the largest. The two sizes are timed
+// alternately (best of 5, ~1 GFLOP each), so a busy moment or a clock change hits both.
+inline double gemm_efficiency(int64_t rows, int64_t full, int64_t d) {
+  Generator g(2);
+  const Tensor w = randn({d, d}, {}, &g);
+  auto best_seconds_per_flop = [&](int64_t n, double& best) {
+    const Tensor a = randn({n, d}, {}, &g);
+    const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(d);
+    const int reps = static_cast<int>(std::clamp(1e9 / flops, 2.0, 5000.0));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) ops::matmul(a, w);
+    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps / flops);
+  };
+  double small = 1e9, large = 1e9;
+  for (int k = 0; k < 5; ++k) best_seconds_per_flop(rows, small), best_seconds_per_flop(full, large);
+  return large / small;
+}
+
+// What the executor adds per action to record it (executor.cpp: two steady_clock reads, the rank's
+// memory account, one ActionRecord appended), timed over many records: nanoseconds per action.
+inline double record_cost_ns() {
+  using Clock = std::chrono::steady_clock;
+  const auto& account = current_memory_account();
+  std::vector<parallel::ActionRecord> records;
+  double best = 1e9;
+  for (int k = 0; k < 5; ++k) {
+    records.clear();
+    const auto t0 = Clock::now();
+    for (int i = 0; i < 4096; ++i) {
+      parallel::ActionRecord rec{parallel::Action{0, parallel::Op::F, i}};
+      rec.start = std::chrono::duration<double>(Clock::now() - t0).count();
+      rec.end = std::chrono::duration<double>(Clock::now() - t0).count();
+      rec.live_bytes = account->live();
+      records.push_back(rec);
+    }
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count() / 4096 * 1e9);
+  }
+  return best;
+}
+
+class Table {
+ public:
+  explicit Table(const SweepOptions& o) : o_(o) {}
+  void header() {
+    const int64_t d = o_.width;
+    std::printf("bench_schedules: %s model, %lld identical blocks of width %lld, batch %lld%s; 1 intra-op thread per "
+                "rank; %d timed steps (median)\n",
+                o_.model.c_str(), static_cast<long long>(o_.blocks), static_cast<long long>(d),
+                static_cast<long long>(o_.batch), o_.model == "gpt" ? (" x " + std::to_string(o_.context) + " tokens").c_str() : "",
+                o_.steps);
+    if (o_.replay)
+      std::printf("REPLAY: each chunk's F and B timed alone on this core, the step laid out on P virtual devices by the "
+                  "simulator (not a measured run; the bubble column is the simulator's)\n");
+    else
+      std::printf("MEASURED on the %s communicator: %d ranks at most on %d cores%s\n", o_.comm.c_str(),
+                  o_.max_stages(), cores_here(), o_.max_stages() > cores_here() ? "; rows marked * have more ranks than cores: threads share cores, "
+                                                   "so the timeline is not that of P devices (see --replay)"
+                                                 : "");
+    std::printf("%-12s %2s %2s %1s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s\n", "schedule", "P", "M",
+                "v", "ckpt", "step ms", "samples/s", "speedup", "ideal", "/ideal", "measured", "formula", "simul.", "act first",
+                "act last", "GEMM eff");
+    csv_ << "mode,schedule,P,M,v,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,of_ideal,bubble_measured,"
+              "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency\n";
+  }
+  void row(const Row& r, const Result& res) {
+    const int64_t d = o_.width, per_row = o_.model == "gpt" ? o_.context : 1;
+    if (r.baseline) baseline_s_ = res.step_s;
+    if (res.mean_action_s > 0) action_s_.push_back(res.mean_action_s);
+    // M = 1 is the full batch: its efficiency ratio is 1 by definition (not a second, noisy timing).
+    if (!gemm_.count(r.M))
+      gemm_[r.M] = r.M == 1 ? 1.0 : gemm_efficiency(o_.batch / r.M * per_row, o_.batch * per_row, d);
+    const double g = gemm_[r.M];
+    const double formula = parallel::closed_form_bubble(parallel::make_schedule(r.schedule, r.P, r.M, r.v));
+    // Ideal speed-up over one rank on the whole batch: P ranks busy (1 - bubble) of the time, each
+    // GEMM at the micro-batch's efficiency.
+    const double ideal = formula < 0 ? -1 : r.P * (1 - formula) * g;
+    const double speedup = baseline_s_ > 0 ? baseline_s_ / res.step_s : 0;
+    const bool over = !o_.replay && r.P > cores_here();
+    auto bubble = [](double b) { return b < 0 ? std::string("-") : (std::ostringstream() << std::fixed << std::setprecision(3) << b).str(); };
+    const std::string of_ideal = ideal > 0 && speedup > 0 ? (std::ostringstream() << std::fixed << std::setprecision(2) << speedup / ideal).str() : "-";
+    std::printf("%-12s %2d %2d %1d %-6s | %9.3f %10.0f %7.2f %7s %6s | %8s %8s %8s | %10s %10s | %8.2f\n",
+                (r.schedule + (over ? "*" : "")).c_str(), r.P, r.M, r.v, r.checkpoint.c_str(), 1e3 * res.step_s,
+                o_.batch / res.step_s, speedup, ideal < 0 ? "-" : (std::ostringstream() << std::fixed << std::setprecision(2) << ideal).str().c_str(),
+                of_ideal.c_str(), bubble(res.bubble_measured).c_str(), bubble(formula).c_str(),
+                bubble(res.bubble_simulated).c_str(), examples::format_bytes(res.peak_first).c_str(),
+                examples::format_bytes(res.peak_last).c_str(), g);
+    std::fflush(stdout);
+    csv_ << (o_.replay ? "replay" : "measured-" + o_.comm) << ',' << r.schedule << ',' << r.P << ',' << r.M << ','
+           << r.v << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
+           << ',' << ideal << ',' << (ideal > 0 ? speedup / ideal : -1) << ',' << res.bubble_measured << ',' << formula << ',' << res.bubble_simulated << ','
+           << res.peak_first << ',' << res.peak_last << ',' << g << '\n';
+  }
+  void footer() {
+    std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * (1 - formula bubble) * GEMM eff; "
+                "/ideal = speedup / ideal;\n"
+                "bubble = idle / step time, mean over ranks: measured from a traced step, formula (P-1)/(v*M+P-1), "
+                "simulated from that step's own per-action costs%s;\n"
+                "act = peak activation bytes stashed for backward on the first and the last rank; GEMM eff = GFLOP/s "
+                "of a [B/M, d] x [d, d] GEMM / at [B, d] (one thread)\n",
+                o_.replay ? " (replay: the only bubble there is)" : "");
+    if (!action_s_.empty()) {
+      double mean = 0;
+      for (double a : action_s_) mean += a / static_cast<double>(action_s_.size());
+      const double ns = record_cost_ns();
+      std::printf("recording (on in every step): %.0f ns per action against a mean action of %.1f us in this sweep "
+                  "(%.2g%%)\n",
+                  ns, 1e6 * mean, 100 * ns * 1e-9 / mean);
+    }
+    if (!o_.csv.empty()) parallel::write_text_file(o_.csv, csv_.str(), "bench_schedules --csv");
+  }
+
+ private:
+  // The machine's cores (not this process's affinity: mpirun may bind each rank to one).
+  static int cores_here() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+  const SweepOptions& o_;
+  std::ostringstream csv_;
+  double baseline_s_ = 0;
+  std::map<int, double> gemm_;
+  std::vector<double> action_s_;
+};
+
+}  // namespace minipipe::bench

@@ -3,7 +3,9 @@
 // table — step time, samples/s, speed-up over one rank, the bubble measured from a trace next to
 // the closed form and the simulator fed with the step's own costs, peak stashed activations on
 // the first and last rank, and the GEMM efficiency at the micro-batch size — also as CSV and SVGs.
-// Measured mode runs the ranks for real (threads, or processes under mpirun with --comm mpi);
+// --dp adds data-parallel replicas of each pipeline, with the gradient all-reduce's time and the
+// share of it hidden behind backward. Measured mode runs the ranks for real (threads, or processes
+// under mpirun with --comm mpi);
 // --replay times each chunk's F and B once, alone, and lays the step out on P virtual devices with
 // the simulator. Run: build/bench_schedules [--tiny] [--replay]; docs/performance.md.
 #include <CLI/CLI.hpp>
@@ -51,9 +53,14 @@ double mean_bubble(const mp::Simulation& s) {
 
 // ---- measured: the ranks run the step for real ----
 
-// One configuration on `comm` (P ranks); rank 0 of comm fills `out`.
+void fill_from_trace(const bench::SweepOptions& o, const bench::Row& cfg, const mp::Trace& t, bench::Result& out);
+
+// One configuration on `comm` (P·dp ranks: dp replicas of a P-stage pipeline, each on B/dp rows);
+// rank 0 of comm fills `out`. Timed steps use overlap; with dp > 1 the same steps run again with
+// the all-reduce after backward, to measure its whole time.
 void run_measured(const bench::SweepOptions& o, const bench::Row& cfg, mp::Communicator& comm, bench::Result& out) {
   auto model = bench::make_model(o);
+  mp::Grid grid = mp::make_grid(comm, cfg.P, cfg.dp);
   mp::PipeOptions po;
   po.stages = cfg.P;
   po.microbatches = cfg.M;
@@ -61,22 +68,45 @@ void run_measured(const bench::SweepOptions& o, const bench::Row& cfg, mp::Commu
   po.virtual_chunks = cfg.v;
   po.checkpoint = mp::parse_checkpoint(cfg.checkpoint);
   po.loss = bench::loss();
-  mp::Pipe pipe(model, comm, po);
+  mp::Pipe pipe(model, *grid.pipeline, po);
   const bench::Batch batch = bench::make_batch(o);
-  mp::Tracer tracer(comm);
-  std::vector<double> times;
-  for (int s = 0; s < o.warmup + o.steps; ++s) {
-    comm.barrier();
-    const auto t0 = Clock::now();
-    pipe.zero_grad();
-    pipe.train_step(batch.x, batch.y);
-    comm.barrier();
-    if (s >= o.warmup) times.push_back(seconds(t0, Clock::now()));
+  const int64_t shard = o.batch / cfg.dp, first = grid.replica * shard;
+  const Tensor x = ops::narrow(batch.x, 0, first, shard), y = ops::narrow(batch.y, 0, first, shard);
+  mp::Tracer tracer(*grid.pipeline);
+  std::vector<double> times, waits[2];
+  for (bool overlap : {true, false}) {
+    if (!overlap && cfg.dp == 1) break;
+    mp::DataParallel dp(pipe.parameters(), *grid.data,
+                        {.bucket_mb = o.bucket_mb, .overlap = overlap, .backwards_per_step = cfg.M});
+    for (int s = 0; s < o.warmup + o.steps; ++s) {
+      comm.barrier();
+      const auto t0 = Clock::now();
+      pipe.zero_grad();
+      pipe.train_step(x, y, first);
+      dp.finish_gradients();
+      comm.barrier();
+      if (s < o.warmup) continue;
+      if (overlap) times.push_back(seconds(t0, Clock::now()));
+      waits[overlap ? 0 : 1].push_back(dp.exposed_seconds());
+    }
+    if (overlap) {
+      // The trace of replica 0's pipeline (the last overlapped step), gathered on its rank 0.
+      const mp::Trace t = grid.replica == 0 ? tracer.gather(pipe.executor(), bench::label(cfg, "measured")) : mp::Trace{};
+      if (comm.rank() == 0) fill_from_trace(o, cfg, t, out);
+    }
   }
-  const mp::Trace t = tracer.gather(pipe.executor(), bench::label(cfg, "measured"));
   if (comm.rank() != 0) return;
-  const mp::Simulation m = mp::measured(t), p = mp::predicted(t);
   out.step_s = median(times);
+  if (cfg.dp > 1) {
+    out.allreduce_s = median(waits[1]);
+    out.hidden = out.allreduce_s > 0 ? std::max(0.0, 1 - median(waits[0]) / out.allreduce_s) : 0;
+  }
+}
+
+// What rank 0 takes from a traced step: bubbles (measured, and the simulator fed with the step's own
+// costs), peak stashed bytes on the first and last rank, the mean action, and the SVG charts.
+void fill_from_trace(const bench::SweepOptions& o, const bench::Row& cfg, const mp::Trace& t, bench::Result& out) {
+  const mp::Simulation m = mp::measured(t), p = mp::predicted(t);
   out.bubble_measured = mean_bubble(m);
   out.bubble_simulated = mean_bubble(p);
   out.peak_first = m.ranks.front().peak_inflight_bytes;
@@ -197,20 +227,21 @@ int main(int argc, char** argv) {
       table.header();
       for (bench::Row& row : rows) table.row(row, run_replay(o, row));
     } else {
-      // One launch for the whole sweep: each configuration runs on the first P ranks (a
+      // One launch for the whole sweep: each configuration runs on the first P·dp ranks (a
       // sub-communicator), the others wait; under mpi that is the only way to vary P in one job.
       mp::LaunchOptions lo;
       lo.backend = mp::parse_backend(o.comm);
-      lo.ranks = o.max_stages();
+      lo.ranks = o.max_ranks();
       lo.threads_per_rank = 1;
       mp::launch(lo, [&](mp::RankContext& ctx) {
-        MP_CHECK(ctx.comm.size() >= o.max_stages(), "bench_schedules: the sweep needs ", o.max_stages(),
+        MP_CHECK(ctx.comm.size() >= o.max_ranks(), "bench_schedules: the sweep needs ", o.max_ranks(),
                  " ranks, mpirun started ", ctx.comm.size());
         if (ctx.comm.rank() == 0) table.header();
         for (bench::Row& row : rows) {
-          auto sub = ctx.comm.split(ctx.comm.rank() < row.P ? 0 : 1, ctx.comm.rank());
+          const int used = row.P * row.dp;
+          auto sub = ctx.comm.split(ctx.comm.rank() < used ? 0 : 1, ctx.comm.rank());
           bench::Result res;
-          if (ctx.comm.rank() < row.P) run_measured(o, row, *sub, res);
+          if (ctx.comm.rank() < used) run_measured(o, row, *sub, res);
           ctx.comm.barrier();
           if (ctx.comm.rank() == 0) table.row(row, res);
         }

@@ -15,7 +15,9 @@
 #include "examples/pipeline_flags.h"
 #include "nn/nn.h"
 #include "nn/transformer.h"
+#include "parallel/data_parallel.h"
 #include "parallel/generators.h"
+#include "parallel/grid.h"
 #include "parallel/pipe.h"
 #include "parallel/gantt_svg.h"
 #include "parallel/trace.h"
@@ -29,6 +31,8 @@ struct SweepOptions {
   std::vector<int> microbatches = {1, 2, 4, 8};
   int virtual_chunks = 2;
   std::vector<std::string> checkpoints = {"never", "always"};
+  std::vector<int> dps = {1};  // data-parallel replicas of the pipeline
+  double bucket_mb = 25;
   std::string comm = "local";
   bool replay = false, tiny = false;
   int steps = 5, warmup = 2;
@@ -43,6 +47,9 @@ struct SweepOptions {
     app.add_option("--microbatches", microbatches, "M values")->delimiter(',');
     app.add_option("--virtual", virtual_chunks, "v for the interleaved schedule")->capture_default_str();
     app.add_option("--checkpoint", checkpoints, "checkpoint modes")->delimiter(',');
+    app.add_option("--dp", dps, "data-parallel replicas R of each pipeline (P x R ranks; measured only)")
+        ->delimiter(',');
+    app.add_option("--bucket-mb", bucket_mb, "data parallel: gradient bucket size in MiB")->capture_default_str();
     app.add_option("--comm", comm, "local (ranks are threads) or mpi (under mpirun -np max P)")->capture_default_str();
     app.add_flag("--replay", replay, "time each chunk's F and B alone, lay the step out on P virtual devices");
     app.add_flag("--tiny", tiny, "a sweep of seconds (what CI runs): width 64, 4 blocks, batch 16, P 1,2, M 1,2,4");
@@ -64,11 +71,18 @@ struct SweepOptions {
     MP_CHECK(!stages.empty() && !microbatches.empty() && !schedules.empty() && !checkpoints.empty(),
              "bench_schedules: empty sweep");
     for (int P : stages) MP_CHECK(P >= 1, "--stages must be >= 1, got ", P);
-    for (int M : microbatches) MP_CHECK(M >= 1 && batch % M == 0, "--batch ", batch, " must split into M = ", M);
+    for (int R : dps) MP_CHECK(R >= 1, "--dp must be >= 1, got ", R);
+    MP_CHECK(!replay || max_dp() == 1, "bench_schedules: --replay lays out one pipeline; --dp needs a measured run");
+    for (int M : microbatches)
+      for (int R : dps)
+        MP_CHECK(M >= 1 && batch % (static_cast<int64_t>(M) * R) == 0, "--batch ", batch, " must split into --dp ", R,
+                 " x M = ", M);
     for (const std::string& c : checkpoints) parallel::parse_checkpoint(c);
     MP_CHECK(width >= 1 && blocks >= 1 && steps >= 1 && warmup >= 0, "bench_schedules: bad sizes");
   }
   int max_stages() const { return *std::max_element(stages.begin(), stages.end()); }
+  int max_dp() const { return *std::max_element(dps.begin(), dps.end()); }
+  int max_ranks() const { return max_stages() * max_dp(); }
 };
 
 struct Row {
@@ -76,10 +90,14 @@ struct Row {
   int P = 1, M = 1, v = 1;
   std::string checkpoint = "never";
   bool baseline = false;  // P = 1, M = 1: what speed-up is measured against
+  int dp = 1;             // replicas of the pipeline, each on B / dp rows
 };
 
 struct Result {
   double step_s = 0, bubble_measured = -1, bubble_simulated = 0, peak_first = 0, peak_last = 0, mean_action_s = 0;
+  // dp > 1: the gradient all-reduce's wait after backward without overlap (its whole time), and the
+  // share of it overlap hid behind backward: 1 - wait with overlap / wait without.
+  double allreduce_s = -1, hidden = -1;
 };
 
 struct Batch {
@@ -123,11 +141,11 @@ inline parallel::LossFn loss() {
 
 inline std::string label(const Row& r, const std::string& how) {
   return r.schedule + " P=" + std::to_string(r.P) + " M=" + std::to_string(r.M) + " v=" + std::to_string(r.v) +
-         " checkpoint " + r.checkpoint + " (" + how + ")";
+         (r.dp > 1 ? " dp=" + std::to_string(r.dp) : "") + " checkpoint " + r.checkpoint + " (" + how + ")";
 }
 inline std::string file_stem(const Row& r) {
-  return r.schedule + "_P" + std::to_string(r.P) + "_M" + std::to_string(r.M) + "_v" + std::to_string(r.v) + "_" +
-         r.checkpoint;
+  return r.schedule + "_P" + std::to_string(r.P) + "_M" + std::to_string(r.M) + "_v" + std::to_string(r.v) +
+         (r.dp > 1 ? "_dp" + std::to_string(r.dp) : "") + "_" + r.checkpoint;
 }
 inline std::string pct(double x) { return (std::ostringstream() << std::fixed << std::setprecision(1) << 100 * x).str(); }
 
@@ -136,19 +154,20 @@ inline std::string pct(double x) { return (std::ostringstream() << std::fixed <<
 // needs a block). P = 1 rows appear once, under 1f1b (every schedule is the same on one rank).
 inline std::vector<Row> sweep(const SweepOptions& o) {
   std::vector<Row> rows = {{"1f1b", 1, 1, 1, "never", true}};
-  for (const std::string& s : o.schedules)
-    for (int P : o.stages)
-      for (int M : o.microbatches)
-        for (const std::string& ck : o.checkpoints) {
-          const int v = s == "interleaved" ? o.virtual_chunks : 1;
-          if ((P == 1 && s != "1f1b") || (P == 1 && M == 1 && ck == "never") || P * v > o.blocks) continue;
-          try {
-            parallel::make_schedule(s, P, M, v);
-          } catch (const Error&) {
-            continue;  // an M the interleaved schedule cannot group
+  for (int R : o.dps)
+    for (const std::string& s : o.schedules)
+      for (int P : o.stages)
+        for (int M : o.microbatches)
+          for (const std::string& ck : o.checkpoints) {
+            const int v = s == "interleaved" ? o.virtual_chunks : 1;
+            if ((P == 1 && s != "1f1b") || (P == 1 && M == 1 && ck == "never" && R == 1) || P * v > o.blocks) continue;
+            try {
+              parallel::make_schedule(s, P, M, v);
+            } catch (const Error&) {
+              continue;  // an M the interleaved schedule cannot group
+            }
+            rows.push_back({s, P, M, v, ck, false, R});
           }
-          rows.push_back({s, P, M, v, ck, false});
-        }
   return rows;
 }
 
@@ -209,51 +228,63 @@ class Table {
                   "simulator (not a measured run; the bubble column is the simulator's)\n");
     else
       std::printf("MEASURED on the %s communicator: %d ranks at most on %d cores%s\n", o_.comm.c_str(),
-                  o_.max_stages(), cores_here(), o_.max_stages() > cores_here() ? "; rows marked * have more ranks than cores: threads share cores, "
+                  o_.max_ranks(), cores_here(), o_.max_ranks() > cores_here() ? "; rows marked * have more ranks than cores: threads share cores, "
                                                    "so the timeline is not that of P devices (see --replay)"
                                                  : "");
-    std::printf("%-12s %2s %2s %1s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s\n", "schedule", "P", "M",
-                "v", "ckpt", "step ms", "samples/s", "speedup", "ideal", "/ideal", "measured", "formula", "simul.", "act first",
-                "act last", "GEMM eff");
-    csv_ << "mode,schedule,P,M,v,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,of_ideal,bubble_measured,"
-              "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency\n";
+    std::printf("%-12s %2s %2s %1s %2s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s%s\n", "schedule",
+                "P", "M", "v", "dp", "ckpt", "step ms", "samples/s", "speedup", "ideal", "/ideal", "measured", "formula",
+                "simul.", "act first", "act last", "GEMM eff", o_.max_dp() > 1 ? " | allreduce ms  hidden" : "");
+    csv_ << "mode,schedule,P,M,v,dp,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,of_ideal,bubble_measured,"
+              "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency,allreduce_ms,hidden\n";
   }
   void row(const Row& r, const Result& res) {
     const int64_t d = o_.width, per_row = o_.model == "gpt" ? o_.context : 1;
     if (r.baseline) baseline_s_ = res.step_s;
     if (res.mean_action_s > 0) action_s_.push_back(res.mean_action_s);
     // M = 1 is the full batch: its efficiency ratio is 1 by definition (not a second, noisy timing).
-    if (!gemm_.count(r.M))
-      gemm_[r.M] = r.M == 1 ? 1.0 : gemm_efficiency(o_.batch / r.M * per_row, o_.batch * per_row, d);
-    const double g = gemm_[r.M];
+    const int split = r.M * r.dp;  // a micro-batch holds B / (dp M) rows
+    if (!gemm_.count(split))
+      gemm_[split] = split == 1 ? 1.0 : gemm_efficiency(o_.batch / split * per_row, o_.batch * per_row, d);
+    const double g = gemm_[split];
     const double formula = parallel::closed_form_bubble(parallel::make_schedule(r.schedule, r.P, r.M, r.v));
-    // Ideal speed-up over one rank on the whole batch: P ranks busy (1 - bubble) of the time, each
-    // GEMM at the micro-batch's efficiency.
-    const double ideal = formula < 0 ? -1 : r.P * (1 - formula) * g;
+    // Ideal speed-up over one rank on the whole batch: P dp ranks busy (1 - bubble) of the time,
+    // each GEMM at the micro-batch's efficiency (the all-reduce counted as free).
+    const double ideal = formula < 0 ? -1 : r.P * r.dp * (1 - formula) * g;
     const double speedup = baseline_s_ > 0 ? baseline_s_ / res.step_s : 0;
-    const bool over = !o_.replay && r.P > cores_here();
+    const bool over = !o_.replay && r.P * r.dp > cores_here();
     auto bubble = [](double b) { return b < 0 ? std::string("-") : (std::ostringstream() << std::fixed << std::setprecision(3) << b).str(); };
     const std::string of_ideal = ideal > 0 && speedup > 0 ? (std::ostringstream() << std::fixed << std::setprecision(2) << speedup / ideal).str() : "-";
-    std::printf("%-12s %2d %2d %1d %-6s | %9.3f %10.0f %7.2f %7s %6s | %8s %8s %8s | %10s %10s | %8.2f\n",
-                (r.schedule + (over ? "*" : "")).c_str(), r.P, r.M, r.v, r.checkpoint.c_str(), 1e3 * res.step_s,
+    std::string dp_cols;
+    if (o_.max_dp() > 1)
+      dp_cols = res.allreduce_s < 0 ? " |            -       -"
+                                    : (std::ostringstream() << " | " << std::fixed << std::setprecision(3)
+                                                            << std::setw(12) << 1e3 * res.allreduce_s << " "
+                                                            << std::setw(6) << std::setprecision(1) << 100 * res.hidden
+                                                            << "%").str();
+    std::printf("%-12s %2d %2d %1d %2d %-6s | %9.3f %10.0f %7.2f %7s %6s | %8s %8s %8s | %10s %10s | %8.2f%s\n",
+                (r.schedule + (over ? "*" : "")).c_str(), r.P, r.M, r.v, r.dp, r.checkpoint.c_str(), 1e3 * res.step_s,
                 o_.batch / res.step_s, speedup, ideal < 0 ? "-" : (std::ostringstream() << std::fixed << std::setprecision(2) << ideal).str().c_str(),
                 of_ideal.c_str(), bubble(res.bubble_measured).c_str(), bubble(formula).c_str(),
                 bubble(res.bubble_simulated).c_str(), examples::format_bytes(res.peak_first).c_str(),
-                examples::format_bytes(res.peak_last).c_str(), g);
+                examples::format_bytes(res.peak_last).c_str(), g, dp_cols.c_str());
     std::fflush(stdout);
     csv_ << (o_.replay ? "replay" : "measured-" + o_.comm) << ',' << r.schedule << ',' << r.P << ',' << r.M << ','
-           << r.v << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
+           << r.v << ',' << r.dp << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
            << ',' << ideal << ',' << (ideal > 0 ? speedup / ideal : -1) << ',' << res.bubble_measured << ',' << formula << ',' << res.bubble_simulated << ','
-           << res.peak_first << ',' << res.peak_last << ',' << g << '\n';
+           << res.peak_first << ',' << res.peak_last << ',' << g << ',' << 1e3 * res.allreduce_s << ',' << res.hidden
+           << '\n';
   }
   void footer() {
-    std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * (1 - formula bubble) * GEMM eff; "
+    std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * dp * (1 - formula bubble) * GEMM eff; "
                 "/ideal = speedup / ideal;\n"
                 "bubble = idle / step time, mean over ranks: measured from a traced step, formula (P-1)/(v*M+P-1), "
                 "simulated from that step's own per-action costs%s;\n"
                 "act = peak activation bytes stashed for backward on the first and the last rank; GEMM eff = GFLOP/s "
-                "of a [B/M, d] x [d, d] GEMM / at [B, d] (one thread)\n",
-                o_.replay ? " (replay: the only bubble there is)" : "");
+                "of a [B/(dp M), d] x [d, d] GEMM / at [B, d] (one thread)%s\n",
+                o_.replay ? " (replay: the only bubble there is)" : "",
+                o_.max_dp() > 1 ? ";\nallreduce = the gradient all-reduce's wait after backward with --no-overlap (its whole "
+                                  "time), hidden = the share of it overlap hid behind backward (rank 0, median)"
+                                : "");
     if (!action_s_.empty()) {
       double mean = 0;
       for (double a : action_s_) mean += a / static_cast<double>(action_s_.size());

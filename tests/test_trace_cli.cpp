@@ -253,28 +253,56 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
   std::ifstream csv(path("b.csv"));
   std::string line;
   std::getline(csv, line);
-  EXPECT_EQ(line.rfind("mode,schedule,P,M,v,checkpoint,step_ms", 0), 0u) << line;
+  EXPECT_EQ(line.rfind("mode,schedule,P,M,v,dp,checkpoint,step_ms", 0), 0u) << line;
   int rows = 0;
   while (std::getline(csv, line)) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 17u) << line;
+    ASSERT_EQ(f.size(), 20u) << line;
     const int P = std::stoi(f[2]), M = std::stoi(f[3]), v = std::stoi(f[4]);
-    EXPECT_NEAR(std::stod(f[12]), mp::closed_form_bubble(mp::make_schedule(f[1], P, M, v)), 1e-5) << line;
-    const double measured = std::stod(f[11]), simulated = std::stod(f[13]);
+    EXPECT_EQ(f[5], "1") << line;  // no --dp: one replica
+    EXPECT_NEAR(std::stod(f[13]), mp::closed_form_bubble(mp::make_schedule(f[1], P, M, v)), 1e-5) << line;
+    const double measured = std::stod(f[12]), simulated = std::stod(f[14]);
     EXPECT_GE(measured, 0.0) << line;
     EXPECT_LT(measured, P == 1 ? 0.25 : 1.0) << line;
     EXPECT_GE(simulated, 0.0) << line;
-    EXPECT_GT(std::stod(f[6]), 0.0) << line;
-    if (std::stoi(f[2]) > 1) EXPECT_TRUE(std::filesystem::exists(path("svg/") + f[1] + "_P" + f[2] + "_M" + f[3] + "_v" + f[4] + "_" + f[5] + "_measured.svg"));
+    EXPECT_GT(std::stod(f[7]), 0.0) << line;
+    if (std::stoi(f[2]) > 1) EXPECT_TRUE(std::filesystem::exists(path("svg/") + f[1] + "_P" + f[2] + "_M" + f[3] + "_v" + f[4] + "_" + f[6] + "_measured.svg"));
     ++rows;
   }
   EXPECT_GE(rows, 20);
   const ProgramResult replay = run_program("bench_schedules", "--tiny --replay --schedules 1f1b --csv " + path("r.csv"));
   ASSERT_EQ(replay.status, 0) << replay.output;
   EXPECT_TRUE(has(replay.output, "REPLAY: each chunk's F and B timed alone")) << replay.output;
-  EXPECT_TRUE(has(read(path("r.csv")), "\nreplay,1f1b,2,4,1,never,")) << read(path("r.csv"));
+  EXPECT_TRUE(has(read(path("r.csv")), "\nreplay,1f1b,2,4,1,1,never,")) << read(path("r.csv"));
+}
+
+// --dp: replicas of each pipeline; their rows report the all-reduce's time and the hidden share.
+TEST_F(TraceCli, BenchSchedulesDataParallelAxis) {
+  const ProgramResult r = run_program("bench_schedules", "--tiny --dp 1,2 --schedules 1f1b --checkpoint never --csv " +
+                                                             path("dp.csv"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "allreduce ms  hidden")) << r.output;
+  std::ifstream csv(path("dp.csv"));
+  std::string line;
+  std::getline(csv, line);
+  int dp_rows = 0;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_EQ(f.size(), 20u) << line;
+    if (f[5] != "2") continue;
+    ++dp_rows;
+    EXPECT_GT(std::stod(f[18]), 0.0) << line;  // the all-reduce took time
+    EXPECT_GE(std::stod(f[19]), 0.0) << line;  // a share in [0, 1]
+    EXPECT_LE(std::stod(f[19]), 1.0) << line;
+  }
+  EXPECT_EQ(dp_rows, 6);  // dp 2 with P 1 and 2 x M 1, 2, 4
+  const ProgramResult bad = run_program("bench_schedules", "--tiny --dp 2 --replay");
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_TRUE(has(bad.output, "--dp needs a measured run")) << bad.output;
 }
 
 TEST_F(TraceCli, BenchSchedulesUnderMpi) {
@@ -283,5 +311,5 @@ TEST_F(TraceCli, BenchSchedulesUnderMpi) {
                                       " --tiny --comm mpi --schedules 1f1b --checkpoint never");
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(has(r.output, "MEASURED on the mpi communicator")) << r.output;
-  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\n1f1b +2 +4 1 never)"))) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex(R"(\n1f1b +2 +4 1 +1 never)"))) << r.output;
 }

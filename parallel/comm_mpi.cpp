@@ -12,6 +12,8 @@
 
 #include <array>
 #include <chrono>
+#include <cstdint>
+#include <deque>
 #include <string>
 #include <thread>
 #include <vector>
@@ -186,32 +188,119 @@ class MpiRecv : public Request {
   friend class MpiComm;
 };
 
-// A non-blocking all_reduce: MPI_Iallreduce requests, and the division of Avg once they are done.
+// The all_reduce both backends compute the same way: rank r adds slice r of every rank's tensor in
+// rank order — rank 0's value first, as the `local` backend does — and the reduced slices are then
+// gathered everywhere. So every rank holds the same bits, the same bits as under `local`, whatever
+// algorithm MPI would have picked for MPI_Allreduce. Phase 1 is MPI_Ialltoallv (slice j to rank j)
+// on the communicator; phase 2, after this rank's sum, MPI_Iallgatherv on a duplicate of it.
+// Collectives match in the order they are posted, so every rank must post phase 2s in one order:
+// the reductions queue per communicator (ReduceQueue) and post them in the order they started.
+struct ReduceState {
+  Tensor t, incoming;
+  ReduceOp op = ReduceOp::Sum;
+  int rank = 0, size = 1;
+  std::vector<int64_t> bounds;
+  std::vector<int> counts, displs;
+  MPI_Request req = MPI_REQUEST_NULL;
+  int phase = 1;  // 1: slices travelling to their reducers, 2: sums travelling back, 3: done
+
+  void reduce_my_slice() {
+    const int64_t len = counts[static_cast<size_t>(rank)], at = bounds[static_cast<size_t>(rank)];
+    MP_DISPATCH_ALL(t.dtype(), "all_reduce", [&] {
+      const scalar_t* in = incoming.data_ptr<scalar_t>();
+      scalar_t* out = t.data_ptr<scalar_t>() + at;
+      for (int64_t i = 0; i < len; ++i) {
+        scalar_t acc = in[i];
+        for (int r = 1; r < size; ++r) acc += in[r * len + i];
+        if (op == ReduceOp::Avg) acc /= static_cast<scalar_t>(size);
+        out[i] = acc;
+      }
+    });
+  }
+};
+
+class ReduceQueue {
+ public:
+  ReduceQueue(MPI_Comm slices, MPI_Comm sums) : slices_(slices), sums_(sums) {}
+
+  std::shared_ptr<ReduceState> start(const Tensor& t, ReduceOp op, int rank, int size, const std::string& what) {
+    auto s = std::make_shared<ReduceState>();
+    s->t = t;
+    s->op = op;
+    s->rank = rank;
+    s->size = size;
+    const int64_t n = t.numel();
+    for (int r = 0; r <= size; ++r) s->bounds.push_back(n * r / size);
+    MP_CHECK(s->bounds[1] < INT32_MAX, what, ": ", n, " elements over ", size,
+             " ranks makes slices too long for MPI's int counts");
+    for (int r = 0; r < size; ++r) {
+      s->counts.push_back(static_cast<int>(s->bounds[static_cast<size_t>(r) + 1] - s->bounds[static_cast<size_t>(r)]));
+      s->displs.push_back(static_cast<int>(s->bounds[static_cast<size_t>(r)]));
+    }
+    const int mine = s->counts[static_cast<size_t>(rank)];
+    s->incoming = empty({static_cast<int64_t>(size) * mine}, t.dtype());
+    std::vector<int> recv_counts(static_cast<size_t>(size), mine), recv_displs;
+    for (int r = 0; r < size; ++r) recv_displs.push_back(r * mine);
+    MPI_CHECK(MPI_Ialltoallv(t.raw_data(), s->counts.data(), s->displs.data(), mpi_type(t.dtype()),
+                             s->incoming.raw_data(), recv_counts.data(), recv_displs.data(), mpi_type(t.dtype()), slices_,
+                             &s->req));
+    queue_.push_back(s);
+    return s;
+  }
+
+  // Moves every reduction as far as it can go: phase 2s are posted strictly in queue order.
+  void progress() {
+    bool in_order = true;
+    for (auto& s : queue_) {
+      if (s->phase == 3) continue;
+      int done = 0;
+      MPI_CHECK(MPI_Test(&s->req, &done, MPI_STATUS_IGNORE));
+      if (s->phase == 1) {
+        if (!done || !in_order) {
+          in_order = false;  // a later reduction must not post its phase 2 before this one
+          continue;
+        }
+        s->reduce_my_slice();
+        MPI_CHECK(MPI_Iallgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, s->t.raw_data(), s->counts.data(),
+                                  s->displs.data(), mpi_type(s->t.dtype()), sums_, &s->req));
+        s->phase = 2;
+      } else if (done) {
+        s->phase = 3;
+        s->t = Tensor();
+        s->incoming = Tensor();
+      }
+    }
+    while (!queue_.empty() && queue_.front()->phase == 3) queue_.pop_front();
+  }
+
+ private:
+  MPI_Comm slices_, sums_;
+  std::deque<std::shared_ptr<ReduceState>> queue_;
+};
+
 class MpiReduce : public Request {
  public:
-  MpiReduce(Tensor t, bool avg, int size, double timeout, std::string what)
-      : t_(std::move(t)), avg_(avg), size_(size), timeout_(timeout), what_(std::move(what)) {}
-  ~MpiReduce() override { release(reqs_, false); }
+  MpiReduce(ReduceQueue& queue, std::shared_ptr<ReduceState> state, double timeout, std::string what)
+      : queue_(queue), state_(std::move(state)), timeout_(timeout), what_(std::move(what)) {}
   Tensor wait() override {
-    poll(reqs_, timeout_, what_);
-    if (avg_ && t_.defined()) ops::mul_scalar_(t_, 1.0 / size_);
-    t_ = Tensor();
+    const auto deadline =
+        Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout_));
+    for (int spins = 0; !test(); ++spins) {
+      MP_CHECK(Clock::now() < deadline, what_, ": nothing after ", timeout_,
+               " s (a rank may have stopped, be stuck, or run a different schedule; the timeout is "
+               "Communicator::set_timeout / --comm-timeout)");
+      if (spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(20));
+    }
     return {};
   }
   bool test() override {
-    for (MPI_Request& r : reqs_) {
-      int done = 0;
-      if (r != MPI_REQUEST_NULL) MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
-      if (r != MPI_REQUEST_NULL) return false;
-    }
-    return true;
+    queue_.progress();
+    return state_->phase == 3;
   }
-  std::vector<MPI_Request> reqs_;
 
  private:
-  Tensor t_;
-  bool avg_;
-  int size_;
+  ReduceQueue& queue_;
+  std::shared_ptr<ReduceState> state_;  // the queue keeps it (and its buffers) until MPI is done
   double timeout_;
   std::string what_;
 };
@@ -222,8 +311,13 @@ class MpiComm : public Communicator {
     MPI_CHECK(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN));
     MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
     MPI_CHECK(MPI_Comm_size(comm_, &size_));
+    MPI_CHECK(MPI_Comm_dup(comm_, &sums_));  // collective: every rank constructs its MpiComm together
+    MPI_CHECK(MPI_Comm_set_errhandler(sums_, MPI_ERRORS_RETURN));
+    reduces_ = std::make_unique<ReduceQueue>(comm_, sums_);
   }
   ~MpiComm() override {
+    reduces_.reset();
+    MPI_Comm_free(&sums_);
     if (owned_) MPI_Comm_free(&comm_);
   }
   int rank() const override { return rank_; }
@@ -268,34 +362,18 @@ class MpiComm : public Communicator {
     poll(reqs, timeout(), name);
     MP_CHECK(all[0] == -all[1] && all[2] == -all[3], name, ": ranks passed different tensors (between ", -all[1],
              " and ", all[0], " elements; this rank ", TensorSpec{t.sizes(), t.dtype()}.str(), ")");
-    char* p = static_cast<char*>(t.raw_data());
-    const int64_t esize = static_cast<int64_t>(element_size(t.dtype())), per = kChunk / esize;
-    reqs.clear();
-    for (int64_t at = 0; at < t.numel(); at += per) {
-      reqs.emplace_back();
-      MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + at * esize, static_cast<int>(std::min(per, t.numel() - at)),
-                               mpi_type(t.dtype()), MPI_SUM, comm_, &reqs.back()));
-    }
-    poll(reqs, timeout(), name);
-    if (op == ReduceOp::Avg) ops::mul_scalar_(t, 1.0 / size_);
+    MpiReduce(*reduces_, reduces_->start(t, op, rank_, size_, name), timeout(), name).wait();
   }
 
   // Trusts the caller to pass the same count on every rank (the blocking form checks it first;
-  // DataParallel checks its buckets once at construction).
+  // DataParallel compares its bucket layout across replicas once, at construction).
   std::unique_ptr<Request> iall_reduce(const Tensor& t, ReduceOp op) override {
     const std::string name = "rank " + std::to_string(rank_) + " iall_reduce";
-    MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor");
+    MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor, got ",
+             t.defined() ? shape_str(t.sizes()) + (t.is_contiguous() ? "" : " (not contiguous)") : "undefined");
     MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name, ": Avg needs a floating-point tensor, got ",
              dtype_name(t.dtype()));
-    auto req = std::make_unique<MpiReduce>(t, op == ReduceOp::Avg, size_, timeout(), name);
-    char* p = static_cast<char*>(t.raw_data());
-    const int64_t esize = static_cast<int64_t>(element_size(t.dtype())), per = kChunk / esize;
-    for (int64_t at = 0; at < t.numel(); at += per) {
-      req->reqs_.emplace_back();
-      MPI_CHECK(MPI_Iallreduce(MPI_IN_PLACE, p + at * esize, static_cast<int>(std::min(per, t.numel() - at)),
-                               mpi_type(t.dtype()), MPI_SUM, comm_, &req->reqs_.back()));
-    }
-    return req;
+    return std::make_unique<MpiReduce>(*reduces_, reduces_->start(t, op, rank_, size_, name), timeout(), name);
   }
 
   void broadcast(const Tensor& t, int root) override {
@@ -348,8 +426,10 @@ class MpiComm : public Communicator {
   }
 
   MPI_Comm comm_;
+  MPI_Comm sums_ = MPI_COMM_NULL;  // a duplicate: the second phase of every all_reduce
   bool owned_;
   int rank_ = 0, size_ = 1;
+  std::unique_ptr<ReduceQueue> reduces_;
 };
 
 }  // namespace

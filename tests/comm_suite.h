@@ -1,12 +1,13 @@
 // The communicator test suite shared by both backends: each check runs on every rank of a group
-// (threads under `local` in test_comm.cpp, processes under mpirun in test_comm_mpi.cpp) and asserts
-// exact values — rank-valued collectives, per-tag message order, large tensors, sub-groups, and the
-// errors (shape mismatch, timeout) that must name the ranks involved.
+// (threads under `local` in test_comm.cpp, processes under mpirun in mpi_test_comm.cpp) and asserts
+// exact values — rank-valued collectives, sums in rank order, per-tag message order, large tensors,
+// sub-groups — and the errors (shape mismatch, timeout) that must name the ranks involved.
 #pragma once
 
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "parallel/communicator.h"
 #include "tensor/factory.h"
@@ -33,6 +34,35 @@ inline void rank_valued_all_reduce(Communicator& c) {
   const auto v = b.to_vector<double>();
   for (int i = 0; i < 1000; ++i) ASSERT_EQ(v[static_cast<size_t>(i)], 100.0 * P * (P - 1) / 2 + P * i);
   EXPECT_THROW(c.all_reduce(full({2}, 1, DType::Int64), ReduceOp::Avg), Error);  // integer average
+}
+
+// Values that do not add exactly: every backend sums in rank order (rank 0's value first), so
+// each rank holds exactly the bits of that sum computed here by hand — the same on `local` and
+// `mpi`, and for the blocking and the non-blocking form alike.
+inline void all_reduce_sums_in_rank_order(Communicator& c) {
+  const int P = c.size(), r = c.rank();
+  const int64_t n = 1001;
+  // Every rank's values, made by one loop (so no rank rounds them differently: the compiler may
+  // fuse a multiply-add in one place and not another).
+  std::vector<double> value(static_cast<size_t>(P * n));
+  for (int q = 0; q < P; ++q)
+    for (int64_t i = 0; i < n; ++i)
+      value[static_cast<size_t>(q * n + i)] = (0.1 * static_cast<double>(i) + 0.37 * q) / 3.0 + 1e-9 * q * i;
+  auto v = [&](int q, int64_t i) { return value[static_cast<size_t>(q * n + i)]; };
+  for (bool nonblocking : {false, true})
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Avg}) {
+      Tensor t = empty({n}, DType::Float64);
+      for (int64_t i = 0; i < n; ++i) t.data_ptr<double>()[i] = v(r, i);
+      if (nonblocking) c.iall_reduce(t, op)->wait();
+      else c.all_reduce(t, op);
+      const double* got = t.data_ptr<double>();
+      for (int64_t i = 0; i < n; ++i) {
+        double want = v(0, i);
+        for (int q = 1; q < P; ++q) want += v(q, i);
+        if (op == ReduceOp::Avg) want /= P;
+        ASSERT_EQ(got[i], want) << "element " << i << (nonblocking ? " (iall_reduce)" : "") << (op == ReduceOp::Avg ? " avg" : " sum");
+      }
+    }
 }
 
 // Several non-blocking all-reduces of uneven sizes outstanding at once, waited in reverse order,

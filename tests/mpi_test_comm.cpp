@@ -11,6 +11,7 @@ namespace {
 using mpi_test::world;
 
 TEST(MpiSuite, RankValuedAllReduce) { comm_suite::rank_valued_all_reduce(*world); }
+TEST(MpiSuite, AllReduceSumsInRankOrder) { comm_suite::all_reduce_sums_in_rank_order(*world); }
 TEST(MpiSuite, NonblockingAllReduce) { comm_suite::nonblocking_all_reduce(*world); }
 TEST(MpiSuite, BroadcastFromEveryRoot) { comm_suite::broadcast_from_every_root(*world); }
 TEST(MpiSuite, MessageOrderPerTag) { comm_suite::message_order_per_tag(*world); }

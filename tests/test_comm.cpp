@@ -24,6 +24,7 @@ void run(int ranks, const std::function<void(Communicator&)>& fn) {
 class LocalSuite : public ::testing::TestWithParam<int> {};
 
 TEST_P(LocalSuite, RankValuedAllReduce) { run(GetParam(), comm_suite::rank_valued_all_reduce); }
+TEST_P(LocalSuite, AllReduceSumsInRankOrder) { run(GetParam(), comm_suite::all_reduce_sums_in_rank_order); }
 TEST_P(LocalSuite, NonblockingAllReduce) { run(GetParam(), comm_suite::nonblocking_all_reduce); }
 TEST_P(LocalSuite, BroadcastFromEveryRoot) { run(GetParam(), comm_suite::broadcast_from_every_root); }
 TEST_P(LocalSuite, MessageOrderPerTag) { run(GetParam(), comm_suite::message_order_per_tag); }

@@ -78,8 +78,11 @@ struct PipelineFlags {
     return o;
   }
 
-  parallel::PipeOptions pipe(uint64_t seed, parallel::LossFn loss, Tensor profile_sample,
-                             std::string fingerprint) const {
+  // The Pipe of one rank of `grid`; `fingerprint` (the command line) is checked over the whole
+  // world first, so ranks started with different flags stop at once, replicas included.
+  parallel::PipeOptions pipe(const parallel::RankContext& ctx, const parallel::Grid& grid, uint64_t seed,
+                             parallel::LossFn loss, Tensor profile_sample, const std::string& fingerprint) const {
+    parallel::check_same_on_all_ranks(ctx.comm, fingerprint, "flags");
     parallel::PipeOptions o;
     o.stages = stages;
     o.microbatches = microbatches;
@@ -90,7 +93,8 @@ struct PipelineFlags {
     o.profile_sample = std::move(profile_sample);
     o.seed = seed;
     o.loss = std::move(loss);
-    o.fingerprint = std::move(fingerprint);
+    o.fingerprint = fingerprint;
+    o.replicas = grid.data.get();
     return o;
   }
 };

@@ -166,7 +166,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
     parallel::Grid grid = parallel::make_grid(ctx.comm, flags.stages, flags.dp);
     auto mine = replicas[static_cast<size_t>(flags.model_copies() > 1 ? grid.replica : 0)];
     parallel::Pipe pipe(mine, *grid.pipeline,
-                        flags.pipe(cfg.seed + 2, [](const Tensor& out, const Tensor& y) { return nn::gpt_loss(out, y); },
+                        flags.pipe(ctx, grid, cfg.seed + 2, [](const Tensor& out, const Tensor& y) { return nn::gpt_loss(out, y); },
                                    profile_sample, fingerprint));
     parallel::DataParallel dp(pipe.parameters(), *grid.data, flags.data_parallel());
     if (!cfg.load.empty()) {
@@ -218,7 +218,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
       if (step == cfg.steps) break;
       const auto ts = std::chrono::steady_clock::now();
       nn::Batch b = nn::sample_batch(split.train, cfg.batch, cfg.context, data_gen, "train");
-      pipe.zero_grad();
+      dp.zero_grad();  // every gradient: with --zero1 the optimizer holds only a share
       // This replica's shard; gradients averaged over the replicas, then clipped over every stage.
       const int64_t part = cfg.batch / flags.dp, first = grid.replica * part;
       double loss = pipe.train_step(ops::narrow(b.x, 0, first, part), ops::narrow(b.y, 0, first, part), first);

@@ -110,7 +110,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
     parallel::Grid grid = parallel::make_grid(ctx.comm, flags.stages, flags.dp);
     auto model = replicas[static_cast<size_t>(flags.model_copies() > 1 ? grid.replica : 0)];
     parallel::Pipe pipe(model, *grid.pipeline,
-                        flags.pipe(cfg.seed, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); },
+                        flags.pipe(ctx, grid, cfg.seed, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); },
                                    profile_sample, fingerprint));
     parallel::DataParallel dp(pipe.parameters(), *grid.data, flags.data_parallel());
     if (!cfg.load.empty()) {
@@ -156,7 +156,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
           continue;
         }
         opt->set_lr(cfg.lr_schedule == "cosine" ? optim::cosine_lr(step, total, cfg.lr, cfg.min_lr, cfg.warmup) : cfg.lr);
-        pipe.zero_grad();
+        dp.zero_grad();  // every gradient: with --zero1 the optimizer holds only a share
         // This replica's shard of the batch; the gradients are averaged over the replicas.
         const int64_t part = rows / flags.dp, first = grid.replica * part;
         const double loss = pipe.train_step(ops::narrow(batch->inputs, 0, first, part),

@@ -52,6 +52,17 @@ class Module {
   // it (paths start there). Unbound layers draw from the default generator, as PyTorch's do.
   void set_random_context(std::shared_ptr<RandomContext> ctx);
   const std::shared_ptr<RandomContext>& random_context() const { return random_; }
+  // This module's own binding (context and path), to save and put back (profiling binds a model
+  // to a private context for a while). Not recursive.
+  struct RandomBinding {
+    std::shared_ptr<RandomContext> context;
+    std::string path;
+  };
+  RandomBinding random_binding() const { return {random_, random_path_}; }
+  void set_random_binding(RandomBinding b) {
+    random_ = std::move(b.context);
+    random_path_ = std::move(b.path);
+  }
 
   const std::string& type_name() const { return type_name_; }
   virtual std::string extra_repr() const { return ""; }

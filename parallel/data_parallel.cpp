@@ -3,6 +3,7 @@
 #include "parallel/data_parallel.h"
 
 #include <algorithm>
+#include <sstream>
 
 #include "autograd/functions.h"
 #include "tensor/factory.h"
@@ -31,18 +32,40 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator& replicas, D
   MP_CHECK(opts_.bucket_mb > 0, "DataParallel: --bucket-mb must be positive, got ", opts_.bucket_mb);
   MP_CHECK(opts_.backwards_per_step >= 1, "DataParallel: backwards_per_step must be >= 1, got ",
            opts_.backwards_per_step);
-  for (const Tensor& p : params_)
-    MP_CHECK(p.defined() && p.is_leaf() && p.requires_grad() && p.is_contiguous(),
-             "DataParallel: every parameter must be a contiguous leaf that requires grad");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    const Tensor& p = params_[i];
+    MP_CHECK(p.defined() && p.is_leaf() && p.requires_grad() && p.is_contiguous(), "DataParallel: parameter ", i,
+             " must be a contiguous leaf that requires grad, got ",
+             p.defined() ? shape_str(p.sizes()) + (p.is_leaf() ? "" : " (not a leaf)") +
+                               (p.requires_grad() ? "" : " (no grad)") + (p.is_contiguous() ? "" : " (not contiguous)")
+                         : "an undefined tensor");
+  }
 
-  // Every replica must start from the same weights (and shapes): compared once, on every rank.
-  std::string mine = "parameters=" + std::to_string(params_.size());
+  // Every replica must use the same options and start from the same weights: compared once, on
+  // every rank (different bucket sizes would pair all-reduces of different lengths).
+  std::vector<std::string> mine = {"bucket_mb=" + std::to_string(opts_.bucket_mb) +
+                                   " overlap=" + std::to_string(opts_.overlap) +
+                                   " backwards_per_step=" + std::to_string(opts_.backwards_per_step) +
+                                   " zero1=" + std::to_string(opts_.zero1) +
+                                   " parameters=" + std::to_string(params_.size())};
   for (size_t i = 0; i < params_.size(); ++i)
-    mine += " " + std::to_string(i) + ":" + shape_str(params_[i].sizes()) + ":" + std::to_string(checksum(params_[i]));
-  const std::vector<std::string> all = all_gather_strings(comm_, mine);
-  for (size_t r = 1; r < all.size(); ++r)
-    MP_CHECK(all[r] == all[0], "DataParallel: replica ", r, " starts from other parameters than replica 0 (their "
-             "shapes or values differ: build every replica from the same seed)");
+    mine.push_back(shape_str(params_[i].sizes()) + ":" + std::to_string(checksum(params_[i])));
+  std::string joined;
+  for (const std::string& m : mine) joined += m + "\n";
+  const std::vector<std::string> all = all_gather_strings(comm_, joined);
+  for (size_t r = 1; r < all.size(); ++r) {
+    if (all[r] == all[0]) continue;
+    std::istringstream a(all[0]), b(all[r]);
+    std::string la, lb;
+    for (int line = -1; std::getline(a, la) && std::getline(b, lb); ++line)
+      if (la != lb) {
+        MP_CHECK(line >= 0, "DataParallel: replica ", r, " has options '", lb, "', replica 0 '", la, "'");
+        MP_CHECK(false, "DataParallel: replica ", r, " starts from another parameter ", line, " than replica 0 (",
+                 lb.substr(0, lb.find(':')), " against ", la.substr(0, la.find(':')),
+                 ", or other values: build every replica from the same seed)");
+      }
+    MP_CHECK(false, "DataParallel: replica ", r, " has other parameters than replica 0");
+  }
 
   // Buckets in reverse registration order: backward produces the last layers' gradients first.
   const double cap = opts_.bucket_mb * 1024 * 1024;
@@ -130,6 +153,10 @@ void DataParallel::finish_gradients() {
   std::fill(reached_.begin(), reached_.end(), 0);
   std::fill(ready_.begin(), ready_.end(), 0);
   launched_ = 0;
+}
+
+void DataParallel::zero_grad() {
+  for (Tensor& p : params_) p.mutable_grad() = Tensor();
 }
 
 double DataParallel::average(double value) {

@@ -6,10 +6,11 @@
 // on. ZeRO stage 1 as an option: each replica keeps optimizer state for its share of the
 // parameters only, updates those, and sends them to the others.
 //
-//   DataParallel dp(pipe.parameters(), grid.data, {.backwards_per_step = M});
+//   DataParallel dp(pipe.parameters(), *grid.data, {.backwards_per_step = M});
 //   optim::AdamW opt(dp.optimizer_params(), ...);
-//   opt.zero_grad(); loss = pipe.train_step(shard_x, shard_y, first_row);
+//   dp.zero_grad(); loss = pipe.train_step(shard_x, shard_y, first_row);
 //   dp.finish_gradients(); loss = dp.average(loss); opt.step(); dp.after_step();
+// (dp.zero_grad, not opt.zero_grad: with zero1 the optimizer holds only this replica's share.)
 #pragma once
 
 #include <chrono>
@@ -38,6 +39,8 @@ class DataParallel {
   DataParallel(const DataParallel&) = delete;
   DataParallel& operator=(const DataParallel&) = delete;
 
+  // Drops every parameter's gradient (all of them: with zero1 the optimizer holds only a share).
+  void zero_grad();
   // After the step's backward passes (collective): every bucket reduced, .grad() of every
   // parameter the mean over the replicas (zero where no replica had one). Resets for the next step.
   void finish_gradients();

@@ -116,6 +116,7 @@ void Executor::run(Run& r) {
   stash_bytes_.assign(n, -1);
   records_.clear();
   step_origin_ = r.t0;
+  live_at_start_ = account_->live();
   r.outputs.assign(static_cast<size_t>(M), {});
 
   for (const Action& a : program_.on(rank_)) {

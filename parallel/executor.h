@@ -80,6 +80,9 @@ class Executor {
   void set_input_specs(const std::vector<TensorSpec>& specs);
   const std::vector<int64_t>& stash_bytes() const { return stash_bytes_; }
   int64_t peak_stash_bytes() const { return peak_stash_; }
+  // The rank's live bytes when the last call began: records' live_bytes minus this is what the
+  // step itself holds at each point (stashes, messages, gradients).
+  int64_t live_at_start() const { return live_at_start_; }
   const Program& program() const { return program_; }
   int rank() const { return rank_; }
   bool checkpointed(int chunk) const;
@@ -129,7 +132,7 @@ class Executor {
   std::vector<bool> received_;  // in_f_ came from another rank (its bytes count as stashed)
   std::vector<Stash> stash_;
   std::vector<int64_t> stash_bytes_;
-  int64_t peak_stash_ = 0;
+  int64_t peak_stash_ = 0, live_at_start_ = 0;
   std::vector<ActionRecord> records_;
   std::chrono::steady_clock::time_point step_origin_{};
 };

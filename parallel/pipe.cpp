@@ -97,8 +97,10 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
   for (size_t i = 0; i < model_->size(); ++i) costs_.params.push_back((*model_)[i]->num_parameters());
   costs_.cost.assign(costs_.params.begin(), costs_.params.end());
   if (opts_.profile_sample.defined()) {
+    // With replicas, replica 0's stage 0 measures; every replica takes its numbers (one cut for all).
+    const bool measures = rank() == 0 && (!opts_.replicas || opts_.replicas->rank() == 0);
     Tensor cost = zeros({L}, DType::Float64), bytes = zeros({L}, DType::Int64);
-    if (rank() == 0) {
+    if (measures) {
       LayerCosts measured;
       if (opts_.partition == "time") {
         measured = profile_layers(*model_, opts_.profile_sample);
@@ -121,6 +123,10 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
     }
     comm_.broadcast(cost, 0);
     comm_.broadcast(bytes, 0);
+    if (opts_.replicas) {
+      opts_.replicas->broadcast(cost, 0);
+      opts_.replicas->broadcast(bytes, 0);
+    }
     costs_.cost = cost.to_vector<double>();
     costs_.output_bytes = bytes.to_vector<int64_t>();
   }

@@ -33,6 +33,8 @@ struct PipeOptions {
   uint64_t seed = 0;                   // dropout masks: what the single-device run binds to get the same
   LossFn loss;                         // one micro-batch's mean loss; needed by train_step
   std::string fingerprint;             // more "key=value" fields every rank must agree on (flags)
+  Communicator* replicas = nullptr;    // this stage's data-parallel replicas (grid.h), if any: the
+                                       // profiled cut is replica 0's, so every replica cuts alike
 };
 
 class Pipe {

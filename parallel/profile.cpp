@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 
 namespace minipipe::parallel {
 
@@ -11,21 +12,32 @@ LayerCosts profile_layers(nn::Sequential& model, const Tensor& sample, const Pro
            opts.repeats, " warmup=", opts.warmup);
   MP_CHECK(model.size() > 0, "profile_layers: the model has no layers");
   // Nothing the profile does may leak into training: the grads it computes (backward would add
-  // into existing ones, so they are set aside first) and every random state it can touch — the
-  // default generator (unbound dropout) and each RandomContext bound to the model.
+  // into existing ones, so they are set aside first) and every random state it can touch. Its
+  // dropout draws from a private context bound for the run — not the model's contexts, not the
+  // default generator, which several ranks profiling at once (threads) would share — and the
+  // model's bindings, its contexts' states and the default generator (for layers that use it
+  // directly) are put back afterwards.
   struct Restore {
     std::vector<Tensor> params, grads;
     Generator gen = default_generator();
     std::vector<std::shared_ptr<RandomContext>> contexts;
     std::vector<RandomContext> saved;
+    std::vector<std::pair<nn::Module*, nn::Module::RandomBinding>> bindings;
     ~Restore() {
       for (size_t i = 0; i < params.size(); ++i) params[i].mutable_grad() = grads[i];
       default_generator() = gen;
       for (size_t i = 0; i < contexts.size(); ++i) *contexts[i] = saved[i];
+      for (auto& [m, b] : bindings) m->set_random_binding(b);
     }
   } restore;
   restore.contexts = nn::random_contexts(model);
   for (const auto& c : restore.contexts) restore.saved.push_back(*c);
+  std::function<void(nn::Module&)> save_bindings = [&](nn::Module& m) {
+    restore.bindings.emplace_back(&m, m.random_binding());
+    for (const auto& [n, c] : m.named_children()) save_bindings(*c);
+  };
+  save_bindings(model);
+  model.set_random_context(std::make_shared<RandomContext>(0));
   restore.params = model.parameters();
   for (Tensor& p : restore.params) {
     restore.grads.push_back(p.grad());

@@ -90,9 +90,14 @@ TEST(DataParallelZero1, SharesCoverEveryParameterOnceAndHalveTheState) {
     DataParallel plain(model->parameters(), ctx.comm, {}), sharded(model->parameters(), ctx.comm, {.zero1 = true});
     EXPECT_EQ(plain.optimizer_params().size(), model->parameters().size());
     const auto mine = sharded.optimizer_params();
-    Tensor count = full({1}, static_cast<double>(mine.size()), DType::Float64);
-    ctx.comm.all_reduce(count);
-    EXPECT_EQ(count.item(), static_cast<double>(model->parameters().size()));  // each owned once
+    // Every parameter is owned by exactly one replica: sum the replicas' ownership marks.
+    const auto params = model->parameters();
+    Tensor owned = zeros({static_cast<int64_t>(params.size())}, DType::Int64);
+    for (size_t i = 0; i < params.size(); ++i)
+      for (const Tensor& t : mine)
+        if (t.is_same(params[i])) owned.data_ptr<int64_t>()[i] += 1;
+    ctx.comm.all_reduce(owned);
+    for (int64_t n : owned.to_vector<int64_t>()) EXPECT_EQ(n, 1);
     // State bytes after one step: the replicas' shares add up to one unsharded optimizer's.
     for (Tensor p : model->parameters()) p.mutable_grad() = ones(p.sizes());
     optim::AdamW full_opt(plain.optimizer_params(), {}), shard_opt(mine, {});
@@ -154,8 +159,7 @@ void expect_equivalent(const Case& c) {
     auto opt = make_opt(dp.optimizer_params());
     const int64_t shard = kRows / c.dp, first = grid.replica * shard;
     for (const auto& b : batches) {
-      opt->zero_grad();
-      pipe.zero_grad();  // with ZeRO-1 the optimizer does not hold every parameter
+      dp.zero_grad();  // every gradient: with ZeRO-1 the optimizer holds only a share
       const double l = pipe.train_step(ops::narrow(b.x, 0, first, shard), ops::narrow(b.y, 0, first, shard), first);
       dp.finish_gradients();
       losses[static_cast<size_t>(ctx.comm.rank())].push_back(dp.average(l));
@@ -233,7 +237,18 @@ TEST(DataParallelErrors, ReplicasThatStartDifferently) {
     DataParallel dp(model->parameters(), ctx.comm, {});
   }, &message);
   EXPECT_EQ(errors, 2);
-  EXPECT_NE(message.find("replica 1 starts from other parameters than replica 0"), std::string::npos) << message;
+  EXPECT_NE(message.find("replica 1 starts from another parameter 0 than replica 0 ([16, 6] against [16, 6], or other values"),
+            std::string::npos) << message;
+}
+
+TEST(DataParallelErrors, ReplicasWithOtherOptions) {
+  std::string message;
+  const int errors = errors_of(2, [](RankContext& ctx) {
+    auto model = test_util::build_model(ModelKind::Mlp, DType::Float32, 0.0, 1);
+    DataParallel dp(model->parameters(), ctx.comm, {.bucket_mb = ctx.comm.rank() == 0 ? 25.0 : 1.0});
+  }, &message);
+  EXPECT_EQ(errors, 2);
+  EXPECT_NE(message.find("replica 1 has options 'bucket_mb=1.000000"), std::string::npos) << message;
 }
 
 TEST(DataParallelErrors, MoreBackwardsThanDeclared) {

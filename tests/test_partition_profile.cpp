@@ -105,10 +105,18 @@ class Noise : public nn::Module {
   }
 };
 
+// A layer that draws from the default generator itself (as careless user code might).
+class GlobalNoise : public nn::Module {
+ public:
+  GlobalNoise() : Module("GlobalNoise") {}
+  Tensor forward(const Tensor& x) override { return x + randn(x.sizes(), x.options()); }
+};
+
 std::shared_ptr<nn::Sequential> with_dropout() {
   auto m = lopsided();
   m->push_back(std::make_shared<nn::Dropout>(0.5));
   m->push_back(std::make_shared<Noise>());
+  m->push_back(std::make_shared<GlobalNoise>());
   return m;
 }
 
@@ -119,14 +127,15 @@ TEST(PartitionProfile, LeavesGradsAndRandomStreamUntouched) {
   std::vector<std::vector<float>> before;
   for (auto& p : m->parameters()) before.push_back(p.grad().to_vector<float>());
   Generator saved = default_generator();
-  parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 2});  // unbound dropout draws from the default
+  parallel::profile_layers(*m, x, {.warmup = 1, .repeats = 2});  // GlobalNoise draws from the default
   auto params = m->parameters();
   for (size_t i = 0; i < params.size(); ++i) EXPECT_EQ(params[i].grad().to_vector<float>(), before[i]) << i;
   EXPECT_EQ(default_generator().next_u64(), saved.next_u64());
 }
 
-// Bound to a context: the profile draws from its generator (the Noise layer) and may move its step
-// and offset; afterwards the next training forward is exactly what it would have been without it.
+// Bound to a context: the profile binds the model to a private context while it runs (so ranks
+// profiling at once share nothing) and puts the model's own bindings back: afterwards the next
+// training forward is exactly what it would have been without it.
 TEST(PartitionProfile, RestoresTheModelsRandomContexts) {
   Tensor x = randn({8, 16});
   auto run = [&](bool profile) {

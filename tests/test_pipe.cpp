@@ -162,6 +162,44 @@ TEST(PipeCut, ProfiledCutIsTheSameOnEveryRankAndDescribed) {
     EXPECT_TRUE(has(described[0], part)) << part << "\n" << described[0];
 }
 
+// A layer that draws from its chunk's sequential generator (RandomContext::generator), as a user
+// layer may. Checkpointing recomputes its forward in B; the executor puts the generator back to
+// where it was before F, so the recomputed noise is the noise F drew.
+class SequentialNoise : public nn::Module {
+ public:
+  SequentialNoise() : Module("SequentialNoise") {}
+  Tensor forward(const Tensor& x) override {
+    if (!is_training()) return x;
+    return x * (1.0 + 0.5 * randn(x.sizes(), x.options(), &random_context()->generator));
+  }
+};
+
+TEST(PipeCheckpointing, RecomputationReplaysTheSequentialGenerator) {
+  auto build = [] {
+    Generator init(4);
+    auto m = std::make_shared<nn::Sequential>();
+    m->push_back(std::make_shared<nn::Linear>(nn::LinearOptions(6, 8).dtype(DType::Float64).generator(&init)));
+    m->push_back(std::make_shared<SequentialNoise>());
+    m->push_back(std::make_shared<nn::Linear>(nn::LinearOptions(8, 8).dtype(DType::Float64).generator(&init)));
+    m->push_back(std::make_shared<SequentialNoise>());
+    m->push_back(std::make_shared<nn::Linear>(nn::LinearOptions(8, 5).dtype(DType::Float64).generator(&init)));
+    return m;
+  };
+  const auto batch = test_util::make_batch(ModelKind::Mlp, DType::Float64, 8, 2);
+  std::vector<std::vector<double>> grads[2];
+  for (Checkpoint mode : {Checkpoint::Never, Checkpoint::Always}) {
+    auto model = build();
+    run_ranks(2, [&](RankContext& ctx) {
+      PipeOptions o = mlp_options(2, 4);
+      o.checkpoint = mode;
+      Pipe pipe(model, ctx.comm, o);
+      for (int s = 0; s < 2; ++s) pipe.train_step(batch.x, batch.y);  // the generator moves on between steps
+    });
+    for (const Tensor& p : model->parameters()) grads[mode == Checkpoint::Always].push_back(p.grad().to_vector<double>());
+  }
+  EXPECT_EQ(grads[1], grads[0]);  // bit for bit: the same noise in the recomputation
+}
+
 // ---- bad input: a clear error on every rank ----
 
 TEST(PipeErrors, BatchThatDoesNotSplitIntoMicroBatches) {

@@ -48,6 +48,10 @@ Measured measure(const std::string& schedule, int P, Checkpoint ckpt) {
     pipe.zero_grad();
     pipe.train_step(batch.x, batch.y);  // the second step: gradients are allocated afresh the same way
     const Executor& ex = pipe.executor();
+    // What the bookkeeping calls stashed is memory the rank really holds: at every action, the
+    // step's share of the rank's account (stashes, messages, gradients) is at least the stash.
+    for (const ActionRecord& r : ex.records())
+      EXPECT_GE(r.live_bytes - ex.live_at_start(), r.stash_bytes) << to_string(r.action) << " on rank " << ctx.comm.rank();
     std::lock_guard<std::mutex> lk(mu);
     if (out.stash.empty()) {
       out.program = pipe.program();

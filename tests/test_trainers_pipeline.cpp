@@ -150,7 +150,7 @@ TEST(TrainMlpPipeline, MpiJobsThatCannotRunEndWithAnError) {
                                        " --max-steps 1 --stages 2 --comm mpi --lr 0.001 : -np 1 " + program +
                                        " --max-steps 1 --stages 2 --comm mpi --lr 0.01");
   EXPECT_NE(r.status, 0) << r.output;
-  EXPECT_TRUE(has(r.output, "pipeline options differ across ranks: rank 1 has --lr=0.01, rank 0 has --lr=0.001"))
+  EXPECT_TRUE(has(r.output, "flags differ across ranks: rank 1 has --lr=0.01, rank 0 has --lr=0.001"))
       << r.output;
   // Three processes for 2 stages x 2 replicas.
   r = minipipe::test_util::run_command(minipipe::test_util::mpirun() + " -np 3 " + program +

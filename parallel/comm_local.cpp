@@ -143,15 +143,21 @@ class LocalSend : public Request {
 
 class LocalRecv : public Request {
  public:
-  LocalRecv(const LocalComm& comm, std::shared_ptr<RecvSlot> slot, std::string description)
-      : comm_(comm), slot_(std::move(slot)), description_(std::move(description)) {}
+  LocalRecv(const LocalComm& comm, std::shared_ptr<RecvSlot> slot, std::tuple<int, int, int> box,
+            std::string description)
+      : comm_(comm), slot_(std::move(slot)), box_(box), description_(std::move(description)) {}
+  // A receive dropped before its wait() returned (its wait threw, or nobody waited): taken back
+  // from the mailbox, so it cannot swallow a later message, and a sender it matched is released.
+  ~LocalRecv() override;
   Tensor wait() override;
   bool test() override;
 
  private:
   const LocalComm& comm_;
   std::shared_ptr<RecvSlot> slot_;
+  std::tuple<int, int, int> box_;  // (source, destination, tag)
   std::string description_;
+  bool finished_ = false;
 };
 
 // A non-blocking collective handed to a rank's helper thread, and how it ended.
@@ -235,7 +241,8 @@ class LocalComm : public Communicator {
         box.recvs.push_back(slot);
       }
     }
-    return std::make_unique<LocalRecv>(*this, std::move(slot), describe("recv", src, tag, what));
+    return std::make_unique<LocalRecv>(*this, std::move(slot), std::make_tuple(src, rank_, tag),
+                                       describe("recv", src, tag, what));
   }
 
   void all_reduce(const Tensor& t, ReduceOp op) override {
@@ -338,7 +345,8 @@ class LocalComm : public Communicator {
  private:
   void check_reduce(const Tensor& t, ReduceOp op) const {
     const std::string name = "rank " + std::to_string(rank_) + " all_reduce";
-    MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor");
+    MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor, got ",
+             t.defined() ? shape_str(t.sizes()) + " with strides " + shape_str(t.strides()) : "an undefined tensor");
     MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name, ": Avg needs a floating-point tensor, got ",
              dtype_name(t.dtype()));
   }
@@ -416,6 +424,20 @@ bool LocalSend::test() {
   return slot_->done;
 }
 
+LocalRecv::~LocalRecv() {
+  if (finished_) return;
+  LocalGroup& g = comm_.group();
+  std::lock_guard<std::mutex> lk(g.mu);
+  if (slot_->matched) {
+    slot_->matched->source = Tensor();
+    slot_->matched->done = true;
+    g.cv.notify_all();
+    return;
+  }
+  auto it = g.mailboxes.find(box_);
+  if (it != g.mailboxes.end()) std::erase(it->second.recvs, slot_);
+}
+
 Tensor LocalRecv::wait() {
   LocalGroup& g = comm_.group();
   {
@@ -433,6 +455,7 @@ Tensor LocalRecv::wait() {
     msg.source = Tensor();
     msg.done = true;  // consumed either way, as MPI consumes a message that does not fit
     g.cv.notify_all();
+    finished_ = true;
   }
   MP_CHECK(data.defined(), description_, ": got ", got.str(), msg.sender_what.empty() ? "" : " sent by ",
            msg.sender_what, ", expected ", slot_->expect.str());

@@ -117,20 +117,25 @@ void poll(std::vector<MPI_Request>& reqs, double timeout, const std::string& wha
 class MpiComm;
 
 // A request dropped before it completed (its wait threw): a receive is cancelled, a send left to
-// finish on its own; either way MPI may forget the handle.
-void release(std::vector<MPI_Request>& reqs, bool cancel) {
+// finish on its own; either way MPI may forget the handle — but may still read or write its buffer,
+// which is therefore kept alive (leaked: the job is ending with an error). Returns whether any was.
+bool release(std::vector<MPI_Request>& reqs, bool cancel, const Tensor& buffer) {
+  bool pending = false;
   for (MPI_Request& r : reqs)
     if (r != MPI_REQUEST_NULL) {
       if (cancel) MPI_Cancel(&r);
       MPI_Request_free(&r);
+      pending = true;
     }
+  if (pending && buffer.defined()) new Tensor(buffer);  // NOLINT: deliberately never freed
+  return pending;
 }
 
 class MpiSend : public Request {
  public:
   MpiSend(Tensor data, std::vector<MPI_Request> reqs, double timeout, std::string what)
       : data_(std::move(data)), reqs_(std::move(reqs)), timeout_(timeout), what_(std::move(what)) {}
-  ~MpiSend() override { release(reqs_, false); }
+  ~MpiSend() override { release(reqs_, false, data_); }
   Tensor wait() override {
     poll(reqs_, timeout_, what_);
     data_ = Tensor();
@@ -158,7 +163,7 @@ class MpiRecv : public Request {
  public:
   MpiRecv(TensorSpec expect, double timeout, std::string what)
       : expect_(std::move(expect)), timeout_(timeout), what_(std::move(what)) {}
-  ~MpiRecv() override { release(reqs_, true); }
+  ~MpiRecv() override { release(reqs_, true, data_); }
   Tensor wait() override {
     std::vector<MPI_Request> head{reqs_[0]};
     poll(head, timeout_, what_);

@@ -1,8 +1,8 @@
 // The `mpi` communicator: one process per rank, started by `mpirun -np N` on one machine or many
 // (OpenMPI from Debian). Built when CMake finds MPI (MINIPIPE_MPI=AUTO/ON); otherwise asking for it
-// is a clear error. Waits never block inside MPI: every operation is posted non-blocking and polled
-// against the communicator's timeout, so a message that never comes ends the run with an error
-// instead of a hang.
+// is a clear error. Messages and collectives never block inside MPI: each is posted non-blocking and
+// polled against the communicator's timeout, so a message that never comes ends the run with an
+// error instead of a hang. (split, MPI_Comm_split, is the one blocking call.)
 #pragma once
 
 #include <memory>

@@ -108,7 +108,8 @@ void DataParallel::on_ready(size_t i) {
   for (auto& r : pending_) r->test();  // lets MPI progress the reductions already started
   MP_CHECK(reached_[i] < opts_.backwards_per_step, "DataParallel: parameter ", i, " got backward pass ",
            reached_[i] + 1, " in one step, more than backwards_per_step=", opts_.backwards_per_step,
-           " (call finish_gradients after each step)");
+           " (call finish_gradients after each step; a parameter several chunks use, a tied weight, is "
+           "reached more than once per micro-batch, which DataParallel does not support)");
   if (++reached_[i] < opts_.backwards_per_step) return;  // more micro-batches to come
   const size_t b = bucket_of_[i];
   if (++ready_[b] == buckets_[b].params.size()) launch_ready();
@@ -198,7 +199,8 @@ void DataParallel::after_step() {
       }
     if (share.empty()) continue;
     MP_CHECK(std::all_of(share.begin(), share.end(), [&](size_t i) { return params_[i].dtype() == params_[share[0]].dtype(); }),
-             "DataParallel: zero1 needs one dtype among a replica's parameters");
+             "DataParallel: zero1 needs one dtype among replica ", r, "'s share of the parameters (parameter ",
+             share[0], " is ", dtype_name(params_[share[0]].dtype()), ")");
     Tensor flat = empty({numel}, params_[share[0]].options());
     int64_t at = 0;
     if (comm_.rank() == r)

@@ -89,6 +89,9 @@ const Chunk& Executor::chunk(int c) const {
 
 double Executor::train_step(const MicroBatches& mb, const LossFn& loss, uint64_t step) {
   MP_CHECK(!program_.forward_only, "executor: train_step needs a training program, got a forward-only one");
+  for (int64_t rows : mb.rows)  // the 1/M scale makes M micro-batch means the batch mean only then
+    MP_CHECK(rows == mb.rows.front(), "executor: training micro-batches must have equal rows, got ",
+             mb.rows.front(), " and ", rows);
   Run r{mb, &loss, step};
   run(r);
   return r.loss_sum;
@@ -188,6 +191,9 @@ void Executor::forward_action(Run& r, int c, int m) {
     if (!keep_graph) no_grad.emplace();  // checkpointing: no graph now, recomputed in B
     if (keep_graph && c > 0) x.set_requires_grad(true);
     y = ch.module->forward(x);
+    // A chunk that hands its input back unchanged (a Dropout(0) alone) still needs an output of
+    // its own: a view, whose backward passes the gradient to the input.
+    if (y.is_same(x)) y = view(x, x.sizes());
     if (train && last) {
       loss = (*r.loss)(y, r.mb.targets[static_cast<size_t>(m)]);
       MP_CHECK(loss.defined() && loss.numel() == 1, "executor: the loss must be a scalar, got ",

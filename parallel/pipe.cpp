@@ -251,7 +251,9 @@ Tensor Pipe::predict(const Tensor& inputs) {
 double Pipe::evaluate(const Tensor& inputs, const Tensor& targets,
                       const std::function<double(const Tensor&, const Tensor&)>& metric) {
   MP_CHECK(targets.defined() && targets.dim() >= 1 && inputs.defined() && targets.size(0) == inputs.size(0),
-           "Pipe::evaluate: inputs and targets must have the same number of rows");
+           "Pipe::evaluate: inputs and targets must have the same number of rows, got ",
+           inputs.defined() ? shape_str(inputs.sizes()) : "undefined", " and ",
+           targets.defined() ? shape_str(targets.sizes()) : "undefined");
   Tensor out = predict(inputs);
   Tensor total = zeros({1}, DType::Float64);
   if (is_last_stage()) {

@@ -75,6 +75,26 @@ TEST(LocalLaunch, AnErrorOnOneRankStopsAllRanks) {
   EXPECT_EQ(timed_out.load(), 0);
 }
 
+// A receive that timed out is taken back: the next message on that tag goes to the next receive.
+TEST(LocalLaunch, AReceiveThatTimedOutDoesNotSwallowTheNextMessage) {
+  LaunchOptions opts;
+  opts.ranks = 2;
+  opts.threads_per_rank = 1;
+  opts.timeout_s = 60;
+  launch(opts, [&](RankContext& ctx) {
+    if (ctx.comm.rank() == 1) {
+      ctx.comm.set_timeout(0.2);
+      EXPECT_THROW(ctx.comm.recv({{1}, DType::Float64}, 0, 3), Error);
+      ctx.comm.set_timeout(60);
+      ctx.comm.send(zeros({1}), 0, 4);  // now rank 0 may send
+      EXPECT_EQ(ctx.comm.recv({{1}, DType::Float64}, 0, 3).item(), 7.0);
+    } else {
+      ctx.comm.recv({{1}, DType::Float32}, 1, 4);
+      ctx.comm.send(full({1}, 7.0, DType::Float64), 1, 3);
+    }
+  });
+}
+
 TEST(LocalLaunch, ReceivedMessagesAreChargedToTheReceiver) {
   LaunchOptions opts;
   opts.ranks = 2;

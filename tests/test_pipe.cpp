@@ -200,6 +200,22 @@ TEST(PipeCheckpointing, RecomputationReplaysTheSequentialGenerator) {
   EXPECT_EQ(grads[1], grads[0]);  // bit for bit: the same noise in the recomputation
 }
 
+// Cut so finely that some chunks are a lone Dropout(0), which hands its input back unchanged (10
+// layers in 8 chunks): still one device's gradients.
+TEST(PipeCut, ChunksThatReturnTheirInput) {
+  auto model = test_util::build_model(ModelKind::Mlp, DType::Float64, 0.0, 1);
+  const auto batch = test_util::make_batch(ModelKind::Mlp, DType::Float64, 8, 2);
+  test_util::Reference ref(ModelKind::Mlp, DType::Float64, 0.0, 1, 0);
+  ref.forward_backward(batch, test_util::loss_of(ModelKind::Mlp), 0);
+  run_ranks(4, [&](RankContext& ctx) {
+    Pipe pipe(model, ctx.comm, mlp_options(4, 2, "interleaved", 2));
+    pipe.train_step(batch.x, batch.y);
+  });
+  const auto want = test_util::grads_by_name(*ref.model);
+  for (const auto& [name, t] : model->named_parameters())
+    EXPECT_LE(test_util::rel_diff(t.grad(), want.at(name)), 1e-12) << name;
+}
+
 // ---- bad input: a clear error on every rank ----
 
 TEST(PipeErrors, BatchThatDoesNotSplitIntoMicroBatches) {

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "examples/schedule_format.h"
 #include "parallel/cost_model.h"
 #include "parallel/gantt_svg.h"
 #include "parallel/generators.h"
@@ -32,20 +33,8 @@ std::string printf_str(const char* format, double x) {
   std::snprintf(buf, sizeof buf, format, x);
   return buf;
 }
-std::string fmt6(double x) {  // show_schedule's fmt(x, 6): ostream, precision 6
-  std::ostringstream os;
-  os.precision(6);
-  os << x;
-  return os.str();
-}
-std::string fmt_bytes(double b) {  // show_schedule's fmt_bytes
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024.0 && u < 4) b /= 1024.0, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
-  return buf;
-}
+std::string fmt6(double x) { return minipipe::examples::fmt(x, 6); }  // show_schedule's step time
+using minipipe::examples::fmt_bytes;
 double round4(double x) { return std::round(x * 1e4) / 1e4; }
 
 // One grid point, as show_schedule would print it, or the generator's error.

@@ -7,6 +7,7 @@
 #include <iostream>
 #include <sstream>
 
+#include "examples/schedule_format.h"
 #include "parallel/cost_model.h"
 #include "parallel/gantt_svg.h"
 #include "parallel/generators.h"
@@ -16,6 +17,10 @@
 #include "tensor/error.h"
 
 namespace mp = minipipe::parallel;
+
+using minipipe::examples::fmt;
+using minipipe::examples::fmt_bytes;
+using minipipe::examples::fmt_fixed;
 
 namespace {
 
@@ -27,13 +32,6 @@ struct Options {
   double latency = 0.0, bandwidth = 0.0, act_bytes = 0.0, msg_bytes = -1.0, slot = 0.0;
   bool lowered = false, no_lower = false;
 };
-
-std::string fmt(double x, int precision = 4) {
-  std::ostringstream os;
-  os.precision(precision);
-  os << x;
-  return os.str();
-}
 
 // A stage's costs split evenly over its v chunks; --chunk-scale makes chunks unequal.
 mp::Costs make_costs(const Options& o, const mp::Program& p) {
@@ -55,21 +53,6 @@ mp::Costs make_costs(const Options& o, const mp::Program& p) {
   c.activation_bytes.assign(static_cast<size_t>(C), o.act_bytes / v);
   if (o.msg_bytes >= 0.0) c.message_bytes.assign(static_cast<size_t>(C), o.msg_bytes);
   return c;
-}
-
-std::string fmt_fixed(double x) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4f", x);
-  return buf;
-}
-
-std::string fmt_bytes(double b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  int u = 0;
-  while (b >= 1024.0 && u < 4) b /= 1024.0, ++u;
-  char buf[32];
-  std::snprintf(buf, sizeof buf, u == 0 ? "%.0f %s" : "%.2f %s", b, units[u]);
-  return buf;
 }
 
 void print_program(const char* title, const mp::Program& p) {

@@ -131,6 +131,17 @@ bool release(std::vector<MPI_Request>& reqs, bool cancel, const Tensor& buffer) 
   return pending;
 }
 
+// Tests each request (so MPI progresses them); true when all are done.
+bool all_done(std::vector<MPI_Request>& reqs) {
+  bool all = true;
+  for (MPI_Request& r : reqs) {
+    int done = 0;
+    if (r != MPI_REQUEST_NULL) MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
+    all = all && r == MPI_REQUEST_NULL;
+  }
+  return all;
+}
+
 class MpiSend : public Request {
  public:
   MpiSend(Tensor data, std::vector<MPI_Request> reqs, double timeout, std::string what)
@@ -141,14 +152,7 @@ class MpiSend : public Request {
     data_ = Tensor();
     return {};
   }
-  bool test() override {
-    for (MPI_Request& r : reqs_) {
-      int done = 0;
-      if (r != MPI_REQUEST_NULL) MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
-      if (r != MPI_REQUEST_NULL) return false;
-    }
-    return true;
-  }
+  bool test() override { return all_done(reqs_); }
 
  private:
   Tensor data_;  // kept alive until MPI is done reading it
@@ -174,14 +178,7 @@ class MpiRecv : public Request {
     poll(reqs_, timeout_, what_);
     return data_;
   }
-  bool test() override {
-    for (MPI_Request& r : reqs_) {
-      int done = 0;
-      if (r != MPI_REQUEST_NULL) MPI_CHECK(MPI_Test(&r, &done, MPI_STATUS_IGNORE));
-      if (r != MPI_REQUEST_NULL) return false;
-    }
-    return true;
-  }
+  bool test() override { return all_done(reqs_); }
 
  private:
   TensorSpec expect_;

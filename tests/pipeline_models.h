@@ -6,7 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <string>
 
@@ -111,5 +113,43 @@ struct Reference {
     return l.item();
   }
 };
+
+// `ranks` local rank threads running fn (one intra-op thread each, a 60 s timeout).
+inline void run_ranks(int ranks, const std::function<void(parallel::RankContext&)>& fn, double timeout = 60) {
+  parallel::LaunchOptions lo;
+  lo.ranks = ranks;
+  lo.threads_per_rank = 1;
+  lo.timeout_s = timeout;
+  parallel::launch(lo, fn);
+}
+
+// A run that must fail: the error launch rethrows (one rank's), and how many ranks threw an Error
+// of their own (not the Aborted that stops the others) — "an error on every rank" is all of them.
+struct Failure {
+  std::string message;
+  int ranks_with_errors = 0;
+};
+
+inline Failure failure_of(int ranks, const std::function<void(parallel::RankContext&)>& fn) {
+  std::atomic<int> errors{0};
+  Failure f;
+  try {
+    run_ranks(ranks, [&](parallel::RankContext& ctx) {
+      try {
+        fn(ctx);
+      } catch (const parallel::Aborted&) {
+        throw;
+      } catch (const Error&) {
+        ++errors;
+        throw;
+      }
+    });
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    f.message = e.what();
+  }
+  f.ranks_with_errors = errors.load();
+  return f;
+}
 
 }  // namespace minipipe::test_util

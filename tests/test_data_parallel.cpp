@@ -19,13 +19,7 @@ namespace {
 
 using test_util::ModelKind;
 
-void run_ranks(int n, const std::function<void(RankContext&)>& fn) {
-  LaunchOptions lo;
-  lo.ranks = n;
-  lo.threads_per_rank = 1;
-  lo.timeout_s = 60;
-  launch(lo, fn);
-}
+using test_util::run_ranks;
 
 std::vector<Tensor> make_params(const std::vector<int64_t>& sizes, double value) {
   std::vector<Tensor> out;
@@ -206,22 +200,9 @@ INSTANTIATE_TEST_SUITE_P(Grid, DataParallelEquivalence, ::testing::ValuesIn(case
 // ---- bad input: an error on every rank ----
 
 int errors_of(int n, const std::function<void(RankContext&)>& fn, std::string* message) {
-  std::atomic<int> errors{0};
-  try {
-    run_ranks(n, [&](RankContext& ctx) {
-      try {
-        fn(ctx);
-      } catch (const Aborted&) {
-        throw;
-      } catch (const Error&) {
-        ++errors;
-        throw;
-      }
-    });
-  } catch (const Error& e) {
-    *message = e.what();
-  }
-  return errors.load();
+  const test_util::Failure f = test_util::failure_of(n, fn);
+  *message = f.message;
+  return f.ranks_with_errors;
 }
 
 TEST(DataParallelErrors, WorldThatIsNotAGrid) {

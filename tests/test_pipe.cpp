@@ -16,13 +16,7 @@ namespace {
 
 using test_util::ModelKind;
 
-void run_ranks(int P, const std::function<void(RankContext&)>& fn, double timeout = 60) {
-  LaunchOptions lo;
-  lo.ranks = P;
-  lo.threads_per_rank = 1;
-  lo.timeout_s = timeout;
-  launch(lo, fn);
-}
+using test_util::run_ranks;
 
 PipeOptions mlp_options(int P, int M, const std::string& schedule = "1f1b", int v = 1) {
   PipeOptions o;
@@ -34,33 +28,8 @@ PipeOptions mlp_options(int P, int M, const std::string& schedule = "1f1b", int 
   return o;
 }
 
-// The error launch rethrows (one rank's), and how many ranks threw an Error of their own.
-struct Failure {
-  std::string message;
-  int ranks_with_errors = 0;
-};
-
-Failure fail(int P, const std::function<void(RankContext&)>& fn) {
-  std::atomic<int> errors{0};
-  Failure f;
-  try {
-    run_ranks(P, [&](RankContext& ctx) {
-      try {
-        fn(ctx);
-      } catch (const Aborted&) {
-        throw;
-      } catch (const Error&) {
-        ++errors;
-        throw;
-      }
-    });
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    f.message = e.what();
-  }
-  f.ranks_with_errors = errors.load();
-  return f;
-}
+using test_util::Failure;
+Failure fail(int ranks, const std::function<void(RankContext&)>& fn) { return test_util::failure_of(ranks, fn); }
 
 bool has(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

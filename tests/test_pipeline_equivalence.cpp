@@ -55,13 +55,7 @@ PipeOptions options(const Case& c, int M, Checkpoint ckpt) {
   return o;
 }
 
-void run_ranks(int P, const std::function<void(RankContext&)>& fn) {
-  LaunchOptions lo;
-  lo.ranks = P;
-  lo.threads_per_rank = 1;
-  lo.timeout_s = 60;
-  launch(lo, fn);
-}
+using test_util::run_ranks;
 
 class Equivalence : public ::testing::TestWithParam<Case> {};
 

@@ -31,11 +31,8 @@ Measured measure(const std::string& schedule, int P, Checkpoint ckpt) {
   Measured out;
   out.peak.assign(static_cast<size_t>(P), -1);
   out.peak_live.assign(static_cast<size_t>(P), -1);
-  LaunchOptions lo;
-  lo.ranks = P;
-  lo.threads_per_rank = 1;
   std::mutex mu;
-  launch(lo, [&](RankContext& ctx) {
+  test_util::run_ranks(P, [&](RankContext& ctx) {
     PipeOptions o;
     o.stages = P;
     o.microbatches = kM;

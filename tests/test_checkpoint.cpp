@@ -15,6 +15,7 @@
 
 #include "nn/checkpoint.h"
 #include "nn/nn.h"
+#include "tests/hammer.h"
 #include "tests/temp_dir_test.h"
 
 namespace {
@@ -382,21 +383,8 @@ TEST_F(Checkpoint, ConcurrentSavesToOnePathAllSucceedAndLeaveOneWholeFile) {
   std::vector<nn::TensorMap> contents(kThreads);
   for (int t = 0; t < kThreads; ++t)  // different values and sizes per thread
     contents[t] = {{"w", full({64, 64 + t}, t)}, {"b", full({16 + t}, -t, DType::Float64)}};
-  std::mutex mu;
-  std::vector<std::string> errors;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      for (int r = 0; r < kRounds; ++r) {
-        try {
-          nn::save_tensors(contents[t], target);
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> lock(mu);
-          errors.push_back(e.what());
-        }
-      }
-    });
-  for (auto& th : threads) th.join();
+  const std::vector<std::string> errors =
+      test_util::hammer(kThreads, kRounds, [&](int t) { nn::save_tensors(contents[t], target); });
   EXPECT_TRUE(errors.empty()) << errors.size() << " saves failed, the first: " << errors.front();
   nn::TensorMap got = nn::load_tensors(target);
   ASSERT_EQ(got.size(), 2u);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/hammer.h"
 #include "parallel/generators.h"
 #include "parallel/lowering.h"
 #include "parallel/schedule.h"
@@ -113,21 +114,8 @@ TEST(ScheduleIr, ConcurrentWritesToOnePathLeaveOneWholeProgram) {
   constexpr int kThreads = 8, kRounds = 20;
   std::vector<mp::Program> programs;
   for (int t = 0; t < kThreads; ++t) programs.push_back(mp::lower(mp::one_f_one_b(2 + t % 3, 4 + t)));
-  std::mutex mu;
-  std::vector<std::string> errors;
-  std::vector<std::thread> threads;
-  for (int t = 0; t < kThreads; ++t)
-    threads.emplace_back([&, t] {
-      for (int r = 0; r < kRounds; ++r) {
-        try {
-          mp::write_program(programs[t], path);
-        } catch (const std::exception& e) {
-          std::lock_guard<std::mutex> lock(mu);
-          errors.push_back(e.what());
-        }
-      }
-    });
-  for (auto& th : threads) th.join();
+  const std::vector<std::string> errors =
+      minipipe::test_util::hammer(kThreads, kRounds, [&](int t) { mp::write_program(programs[t], path); });
   EXPECT_TRUE(errors.empty()) << errors.size() << " writes failed, the first: " << errors.front();
   const std::string text = error_of([&] { mp::read_program(path); });
   EXPECT_EQ(text, "") << "the file left is not one valid program";

@@ -23,6 +23,12 @@ struct TraceFlags {
     app.add_option("--trace-step", step, "which optimizer step --trace records (1 = the first)")
         ->capture_default_str();
   }
+  // Every rank calls this once the run's step count is known, so a step the run never reaches is an
+  // error before training rather than a trace that is silently never written.
+  void check_within(int64_t total_steps) const {
+    MP_CHECK(dir.empty() || step <= total_steps, "--trace-step ", step, " is past the run's last step ", total_steps,
+             "; choose a step in 1..", total_steps);
+  }
 };
 
 // One per rank. Constructing it aligns the ranks' clocks (collective) when tracing is on.

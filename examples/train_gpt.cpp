@@ -178,6 +178,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
       std::printf("model: %s\nparameters: %lld; %.2f MFLOP per training token (6N + 12LTC)\n", mc.str().c_str(),
                   static_cast<long long>(model->num_parameters()), flops_per_token / 1e6);
     examples::print_start(ctx, grid, pipe);
+    trace.check_within(cfg.steps);
     examples::TraceFlags traced = trace;  // replica 0's pipeline traces; the others run the same steps
     if (grid.replica != 0) traced.dir.clear();
     examples::StepTracer tracer(traced, *grid.pipeline);

@@ -138,6 +138,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
     const int64_t steps_per_epoch = loader.num_batches();
     const int64_t total = cfg.max_steps > 0 ? std::min<int64_t>(cfg.max_steps, steps_per_epoch * cfg.epochs)
                                             : steps_per_epoch * cfg.epochs;
+    trace.check_within(total);
     const bool live = lead && isatty(fileno(stderr));
     const auto t0 = std::chrono::steady_clock::now();
     int64_t step = 0, skipped = 0;

@@ -219,6 +219,13 @@ TEST_F(TraceCli, TrainMlpTracesTheChosenStep) {
   const ProgramResult bad = run_program("train_mlp", "--max-steps 1 --trace " + path("u") + " --trace-step 0");
   EXPECT_EQ(bad.status, 1);
   EXPECT_TRUE(has(bad.output, "--trace-step must be >= 1, got 0")) << bad.output;
+  const ProgramResult late = run_program("train_mlp", "--max-steps 3 --trace " + path("v") + " --trace-step 4");
+  EXPECT_EQ(late.status, 1);
+  EXPECT_TRUE(has(late.output, "--trace-step 4 is past the run's last step 3")) << late.output;
+  EXPECT_FALSE(std::filesystem::exists(path("v/trace.json")));
+  const ProgramResult gpt = run_program("train_gpt", "--steps 2 --trace " + path("w") + " --trace-step 3");
+  EXPECT_EQ(gpt.status, 1);
+  EXPECT_TRUE(has(gpt.output, "--trace-step 3 is past the run's last step 2")) << gpt.output;
 }
 
 TEST_F(TraceCli, TrainMlpTracesUnderMpiWithAlignedClocks) {
@@ -268,7 +275,10 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
     EXPECT_LT(measured, P == 1 ? 0.25 : 1.0) << line;
     EXPECT_GE(simulated, 0.0) << line;
     EXPECT_GT(std::stod(f[7]), 0.0) << line;
-    if (std::stoi(f[2]) > 1) EXPECT_TRUE(std::filesystem::exists(path("svg/") + f[1] + "_P" + f[2] + "_M" + f[3] + "_v" + f[4] + "_" + f[6] + "_measured.svg"));
+    if (std::stoi(f[2]) > 1) {
+      EXPECT_TRUE(std::filesystem::exists(path("svg/") + f[1] + "_P" + f[2] + "_M" + f[3] + "_v" + f[4] + "_" + f[6] +
+                                          "_measured.svg"));
+    }
     ++rows;
   }
   EXPECT_GE(rows, 20);

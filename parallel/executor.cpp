@@ -39,6 +39,8 @@ const char* checkpoint_name(Checkpoint c) {
 }
 
 struct Executor::Run {
+  Run(const MicroBatches& batches, const LossFn* loss_fn, uint64_t step_number)
+      : mb(batches), loss(loss_fn), step(step_number) {}
   const MicroBatches& mb;
   const LossFn* loss;  // null: forward only
   uint64_t step;
@@ -92,7 +94,7 @@ double Executor::train_step(const MicroBatches& mb, const LossFn& loss, uint64_t
   for (int64_t rows : mb.rows)  // the 1/M scale makes M micro-batch means the batch mean only then
     MP_CHECK(rows == mb.rows.front(), "executor: training micro-batches must have equal rows, got ",
              mb.rows.front(), " and ", rows);
-  Run r{mb, &loss, step};
+  Run r(mb, &loss, step);
   run(r);
   return r.loss_sum;
 }
@@ -100,7 +102,7 @@ double Executor::train_step(const MicroBatches& mb, const LossFn& loss, uint64_t
 std::vector<Tensor> Executor::forward(const MicroBatches& mb, uint64_t step) {
   MP_CHECK(program_.forward_only, "executor: forward needs a forward-only program");
   NoGradGuard no_grad;
-  Run r{mb, nullptr, step};
+  Run r(mb, nullptr, step);
   run(r);
   return r.outputs;
 }

@@ -100,7 +100,7 @@ class Executor {
     Tensor root;       // what backward starts from: the output (its data released once sent) or the loss
     Shape out_shape;   // the output's shape: the gradient coming back must have it
     DType out_dtype = DType::Float32;
-    Generator generator;  // the chunk's sequential generator before F (replayed when recomputing)
+    Generator generator{0};  // the chunk's sequential generator before F (replayed when recomputing)
     int64_t bytes = 0;
   };
   struct Run;  // one call's state: the batch, the loss, the step, the outputs

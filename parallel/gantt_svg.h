@@ -13,7 +13,7 @@ struct SvgOptions {
   std::string title;         // first line, e.g. "1F1B, P=4, M=8 (simulated)"
   std::string subtitle;      // second line: where the times come from
   double time_scale = 1.0;   // axis labels show time * time_scale (1000 for seconds shown as ms)
-  std::string time_unit;     // the axis unit after scaling ("ms"); empty for the simulator's units
+  std::string time_unit{};   // the axis unit after scaling ("ms"); empty for the simulator's units
   double makespan = 0.0;     // the x axis runs to max(this, the timeline's step time): charts that
                              // sit side by side share a scale
 };

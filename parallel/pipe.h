@@ -28,11 +28,11 @@ struct PipeOptions {
   int virtual_chunks = 1;              // v: chunks per rank (interleaved only): P·v chunks in all
   Checkpoint checkpoint = Checkpoint::Never;
   std::string partition = "uniform";   // uniform (equal layer counts), params, or time (profiled)
-  Tensor profile_sample;               // one micro-batch of inputs: layer sizes for describe(), and the
+  Tensor profile_sample{};             // one micro-batch of inputs: layer sizes for describe(), and the
                                        // timing for partition = time (which needs it)
   uint64_t seed = 0;                   // dropout masks: what the single-device run binds to get the same
   LossFn loss;                         // one micro-batch's mean loss; needed by train_step
-  std::string fingerprint;             // more "key=value" fields every rank must agree on (flags)
+  std::string fingerprint{};           // more "key=value" fields every rank must agree on (flags)
   Communicator* replicas = nullptr;    // this stage's data-parallel replicas (grid.h), if any: the
                                        // profiled cut is replica 0's, so every replica cuts alike
 };

@@ -236,7 +236,7 @@ inline void bad_arguments(Communicator& c) {
   EXPECT_THROW(c.send(zeros({1}), c.rank(), 0), Error);  // to itself
   EXPECT_THROW(c.send(zeros({1}), c.size(), 0), Error);  // no such rank
   EXPECT_THROW(c.irecv({{1}, DType::Float32}, -1, 0), Error);
-  if (c.size() > 1) EXPECT_THROW(c.send(zeros({1}), (c.rank() + 1) % c.size(), -3), Error);  // bad tag
+  if (c.size() > 1) { EXPECT_THROW(c.send(zeros({1}), (c.rank() + 1) % c.size(), -3), Error); }  // bad tag
   EXPECT_THROW(c.set_timeout(0), Error);
 }
 

@@ -73,7 +73,7 @@ TEST_P(MpiGrid, ThreeStepsEqualOneDevice) {
   const auto want = ref.model->named_parameters();
   for (const auto& [name, t] : pipe.local_layers()->named_parameters())
     for (const auto& [n2, w] : want)
-      if (n2 == name) EXPECT_LE(test_util::rel_diff(t, w), 1e-12) << name << " on rank " << world->rank();
+      if (n2 == name) { EXPECT_LE(test_util::rel_diff(t, w), 1e-12) << name << " on rank " << world->rank(); }
   world->barrier();
 }
 

@@ -49,7 +49,7 @@ TEST(PipeInference, PredictAndEvaluateMatchTheWholeModel) {
       Pipe pipe(model, ctx.comm, mlp_options(3, 4, schedule, std::string(schedule) == "interleaved" ? 2 : 1));
       Tensor got = pipe.predict(batch.x);
       EXPECT_EQ(got.defined(), pipe.is_last_stage());
-      if (got.defined()) EXPECT_LE(test_util::rel_diff(got, want), 1e-12) << schedule;  // GEMMs of fewer rows
+      if (got.defined()) { EXPECT_LE(test_util::rel_diff(got, want), 1e-12) << schedule; }  // GEMMs of fewer rows
       const double correct = pipe.evaluate(batch.x, batch.y, [](const Tensor& out, const Tensor& y) {
         return ops::sum(ops::eq(ops::argmax(out, 1), y)).item();
       });

@@ -169,7 +169,7 @@ TEST(TraceLocal, EveryRankRecordsItsProgramOnOneTimeBase) {
       const mp::ActionRecord& a = t.ranks[static_cast<size_t>(r)][i];
       EXPECT_EQ(a.action, prog[i]);
       EXPECT_LE(a.start, a.end);
-      if (i > 0) EXPECT_GE(a.start, t.ranks[static_cast<size_t>(r)][i - 1].end);
+      if (i > 0) { EXPECT_GE(a.start, t.ranks[static_cast<size_t>(r)][i - 1].end); }
       first = std::min(first, a.start);
     }
   }
@@ -181,7 +181,7 @@ TEST(TraceLocal, EveryRankRecordsItsProgramOnOneTimeBase) {
       if (a.action.op != mp::Op::RECV_F && a.action.op != mp::Op::RECV_B) continue;
       const mp::Action send = mp::matching_comm(a.action);
       for (const mp::ActionRecord& s : t.ranks[static_cast<size_t>(t.program.rank_of(send.chunk))])
-        if (s.action == send) EXPECT_GE(a.end, s.start) << mp::to_string(a.action);
+        if (s.action == send) { EXPECT_GE(a.end, s.start) << mp::to_string(a.action); }
     }
   const mp::Simulation m = mp::measured(t);
   for (const mp::RankStats& s : m.ranks) {
@@ -218,7 +218,7 @@ TEST(TraceLocal, ChromeJsonHasEveryActionFlowsAndCounters) {
       flows[e.at("id").get<int64_t>()].second = e.at("ts").get<double>();
       EXPECT_EQ(e.at("bp"), "e");
     }
-    if (ph == "C") EXPECT_TRUE(e.at("args").contains("bytes"));
+    if (ph == "C") { EXPECT_TRUE(e.at("args").contains("bytes")); }
   }
   EXPECT_EQ(count["X"], actions);
   EXPECT_EQ(count["C"], actions);

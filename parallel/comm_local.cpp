@@ -277,7 +277,7 @@ class LocalComm : public Communicator {
     // every rank's tensor: each element is summed once, so every rank holds the same bits.
     const int P = size();
     const int64_t n = t.numel(), lo = n * rank_ / P, hi = n * (rank_ + 1) / P;
-    MP_DISPATCH_ALL(t.dtype(), "all_reduce", [&] {
+    if (P > 1) MP_DISPATCH_ALL(t.dtype(), "all_reduce", [&] {
       std::vector<scalar_t*> ptr;
       for (const Tensor& s : g.slots) ptr.push_back(s.data_ptr<scalar_t>());
       for (int64_t i = lo; i < hi; ++i) {

@@ -22,7 +22,8 @@ Tensor slice_of(const Tensor& flat, int64_t offset, const Tensor& p) {
 uint64_t checksum(const Tensor& p) {
   const auto* bytes = static_cast<const unsigned char*>(p.raw_data());
   uint64_t h = 0xcbf29ce484222325ULL;  // FNV-1a over the raw bytes
-  for (size_t i = 0; i < p.nbytes(); ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
+  const size_t n = p.nbytes();
+  for (size_t i = 0; i < n; ++i) h = (h ^ bytes[i]) * 0x100000001b3ULL;
   return h;
 }
 }  // namespace
@@ -79,7 +80,10 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator& replicas, D
     buckets_.back().numel += p.numel();
     bucket_of_[k] = buckets_.size() - 1;
   }
-  for (const Bucket& b : buckets_) flat_.push_back(zeros({b.numel}, b.dtype));
+  // One replica: the gradients already are the mean, so no buffers, hooks or reductions (the
+  // trainers always build a DataParallel; at --dp 1 it must cost nothing).
+  if (!solo())
+    for (const Bucket& b : buckets_) flat_.push_back(zeros({b.numel}, b.dtype));
   ready_.assign(buckets_.size(), 0);
   reached_.assign(params_.size(), 0);
 
@@ -94,7 +98,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator& replicas, D
     }
   }
 
-  if (opts_.overlap)
+  if (opts_.overlap)  // (one replica: the hooks only count backward passes, to catch a missing finish_gradients)
     for (size_t i = 0; i < params_.size(); ++i)
       hook_ids_.push_back(
           autograd::register_post_accumulate_grad_hook(params_[i], [this, i](const Tensor&) { on_ready(i); }));
@@ -110,7 +114,7 @@ void DataParallel::on_ready(size_t i) {
            reached_[i] + 1, " in one step, more than backwards_per_step=", opts_.backwards_per_step,
            " (call finish_gradients after each step; a parameter several chunks use, a tied weight, is "
            "reached more than once per micro-batch, which DataParallel does not support)");
-  if (++reached_[i] < opts_.backwards_per_step) return;  // more micro-batches to come
+  if (++reached_[i] < opts_.backwards_per_step || solo()) return;  // more micro-batches to come
   const size_t b = bucket_of_[i];
   if (++ready_[b] == buckets_[b].params.size()) launch_ready();
 }
@@ -133,6 +137,15 @@ void DataParallel::launch(size_t b) {
 }
 
 void DataParallel::finish_gradients() {
+  if (solo()) {
+    exposed_ = 0;
+    ++steps_;
+    NoGradGuard no_grad;
+    for (Tensor& p : params_)
+      if (!p.grad().defined()) p.mutable_grad() = zeros(p.sizes(), p.options());
+    std::fill(reached_.begin(), reached_.end(), 0);
+    return;
+  }
   const auto t0 = Clock::now();
   launched_early_ = static_cast<int>(launched_);
   while (launched_ < buckets_.size()) launch(launched_++);  // buckets no complete gradient reached
@@ -161,6 +174,7 @@ void DataParallel::zero_grad() {
 }
 
 double DataParallel::average(double value) {
+  if (solo()) return value;
   Tensor t = full({1}, value, DType::Float64);
   comm_.all_reduce(t, ReduceOp::Avg);
   return t.item();
@@ -186,7 +200,7 @@ std::vector<optim::ParamGroup> DataParallel::optimizer_groups(std::vector<optim:
 }
 
 void DataParallel::after_step() {
-  if (!opts_.zero1) return;
+  if (!opts_.zero1 || solo()) return;
   NoGradGuard no_grad;
   for (int r = 0; r < comm_.size(); ++r) {
     // Owner r's updated parameters, packed in order, to every replica.

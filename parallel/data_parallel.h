@@ -72,6 +72,7 @@ class DataParallel {
   int replicas() const { return comm_.size(); }
 
  private:
+  bool solo() const { return comm_.size() == 1; }
   void on_ready(size_t param);
   void launch_ready();
   void launch(size_t b);

@@ -3,7 +3,12 @@
 #include "tensor/storage.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
+
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 namespace minipipe {
 
@@ -14,6 +19,25 @@ const std::shared_ptr<MemoryAccount>& process_account() {
   return *account;
 }
 thread_local std::shared_ptr<MemoryAccount> thread_account;
+
+// glibc's malloc serves blocks of 128 KiB and up (its threshold moves up as such blocks are freed)
+// from fresh mmaps, and hands freed memory at the top of a heap back to the kernel: a training step
+// then takes a page fault per 4 KiB of every activation and gradient, every step, and OpenBLAS
+// zeroes each fresh output page by page. Training allocates the same sizes step after step, so we
+// keep blocks up to 32 MiB (glibc's maximum) in the heap and freed memory in the process, once per
+// process, before the first storage. docs/performance.md has the before and after; set
+// GLIBC_TUNABLES or MALLOC_MMAP_THRESHOLD_ / MALLOC_TRIM_THRESHOLD_ yourself to keep your own.
+bool keep_freed_memory() {
+#ifdef __GLIBC__
+  const char* tunables = std::getenv("GLIBC_TUNABLES");
+  if ((tunables && std::strstr(tunables, "malloc")) || std::getenv("MALLOC_MMAP_THRESHOLD_") ||
+      std::getenv("MALLOC_TRIM_THRESHOLD_"))
+    return false;
+  return mallopt(M_MMAP_THRESHOLD, 32 << 20) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1;
+#else
+  return false;
+#endif
+}
 }  // namespace
 
 void MemoryAccount::charge(int64_t bytes) {
@@ -37,6 +61,7 @@ MemoryAccountGuard::~MemoryAccountGuard() { thread_account = std::move(previous_
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
   MP_CHECK(device.is_cpu(), "cannot allocate ", nbytes, " bytes on ", device.str(),
            ": this build of minipipe has no CUDA allocator yet");
+  [[maybe_unused]] static const bool kept = keep_freed_memory();
   // aligned_alloc needs a size that is a multiple of the alignment; 64 bytes = one cache line
   // and one AVX-512 register.
   size_t rounded = (nbytes + 63) / 64 * 64;

@@ -53,15 +53,30 @@ Node::~Node() {
 bool GradMode::is_enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
 
-std::vector<Tensor> AccumulateGrad::apply(const Tensor& g) {
-  MP_INTERNAL_ASSERT(g.sizes() == leaf_.sizes(), "gradient ", shape_str(g.sizes()), " for leaf ",
-                     shape_str(leaf_.sizes()));
+InputGrads AccumulateGrad::apply(const Tensor& g) {
   Tensor& grad = leaf_.mutable_grad();
-  if (!grad.defined()) grad = ops::clone(ops::to(g, leaf_.dtype()));  // own the memory
-  else ops::add_(grad, ops::to(g, grad.dtype()));
+  if (g.defined()) {
+    MP_INTERNAL_ASSERT(g.sizes() == leaf_.sizes(), "gradient ", shape_str(g.sizes()), " for leaf ",
+                       shape_str(leaf_.sizes()));
+    if (!grad.defined()) {
+      // The first gradient: keep it when nobody else can see its memory (the engine holds the only
+      // handle on a freshly computed tensor, as it almost always does), else copy it, as PyTorch does.
+      if (g.dtype() == leaf_.dtype() && !g.requires_grad() && g.is_sole_owner()) grad = g;
+      else grad = ops::clone(ops::to(g, leaf_.dtype()));
+    } else {
+      ops::add_(grad, ops::to(g, grad.dtype()));
+    }
+  }
   // The engine ran this node once, with the sum of every contribution: the gradient is complete.
   for (const auto& [id, hook] : leaf_.impl()->post_accumulate_hooks) hook(leaf_);
-  return {};
+  return InputGrads({});
+}
+
+Tensor AccumulateGrad::accumulation_target() const {
+  const Tensor& grad = leaf_.grad();
+  if (!grad.defined() || !grad.is_contiguous() || grad.dtype() != leaf_.dtype() || grad.sizes() != leaf_.sizes())
+    return {};
+  return grad;
 }
 
 int register_post_accumulate_grad_hook(const Tensor& leaf, std::function<void(const Tensor&)> hook) {
@@ -85,15 +100,20 @@ FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<Edge> ed
   next_edges_ = std::move(edges);
 }
 
-std::vector<Tensor> FunctionNode::apply(const Tensor& grad_output) {
+InputGrads FunctionNode::apply(const Tensor& grad_output) {
   MP_CHECK(fn_ != nullptr, "backward: the saved tensors of ", name_,
            " were released by an earlier backward through this graph; pass retain_graph=true to "
            "the first backward to go through a graph twice");
   std::vector<bool> needs;
-  for (const Edge& e : next_edges_) needs.push_back(e.valid());
-  InputGrads grads(std::move(needs));
+  std::vector<Tensor> into;
+  for (const Edge& e : next_edges_) {
+    needs.push_back(e.valid());
+    const auto* acc = dynamic_cast<const AccumulateGrad*>(e.fn.get());
+    into.push_back(acc ? acc->accumulation_target() : Tensor());
+  }
+  InputGrads grads(std::move(needs), std::move(into));
   fn_(grad_output, grads);
-  return grads.take();
+  return grads;
 }
 
 Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn) {
@@ -166,6 +186,7 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
       }
     }
   }
+  std::unordered_map<Node*, bool> in_place;  // leaves whose .grad() a node added into itself
   std::deque<std::shared_ptr<Node>> ready;
   for (auto& n : root_nodes)
     if (deps[n.get()] == 0 && std::find(ready.begin(), ready.end(), n) == ready.end()) ready.push_back(n);
@@ -174,19 +195,24 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& grads
     ready.pop_front();
     // A node reached by no gradient (every path into it carried none) still runs its
     // bookkeeping, so the nodes below it see their edge counts fall to zero.
-    std::vector<Tensor> input_grads;
+    InputGrads input_grads({});
     auto it = pending.find(node.get());
     if (it != pending.end()) {
       Tensor g = std::move(it->second);
       pending.erase(it);
       input_grads = node->apply(g);
+    } else if (in_place.count(node.get())) {
+      input_grads = node->apply(Tensor());  // a leaf's every contribution is in its .grad(): hooks only
     }
     if (!retain_graph) node->release_variables();
     const auto& edges = node->next_edges();
     for (size_t i = 0; i < edges.size(); ++i) {
       const Edge& e = edges[i];
       if (!e.valid()) continue;
-      if (i < input_grads.size() && input_grads[i].defined()) accumulate(pending[e.fn.get()], input_grads[i]);
+      if (i < input_grads.size()) {
+        if (input_grads[i].defined()) accumulate(pending[e.fn.get()], input_grads[i]);
+        if (input_grads.was_accumulated(i)) in_place[e.fn.get()] = true;
+      }
       if (--deps[e.fn.get()] == 0) ready.push_back(e.fn);
     }
   }

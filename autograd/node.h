@@ -14,6 +14,37 @@ namespace minipipe::autograd {
 
 class Node;
 
+// The gradients a backward function fills: grads[i] for input i, when needs(i). Where input i is
+// a leaf that already holds a gradient (the second micro-batch on), accumulate_into(i) is that
+// .grad(): a backward may add its contribution there itself (one GEMM with beta = 1 instead of a
+// new tensor and an add) and call accumulated(i); the engine then still runs the leaf's
+// AccumulateGrad, so its hooks fire once every contribution is in.
+class InputGrads {
+ public:
+  explicit InputGrads(std::vector<bool> needs, std::vector<Tensor> accumulate_into = {})
+      : needs_(std::move(needs)), grads_(needs_.size()), into_(std::move(accumulate_into)),
+        accumulated_(needs_.size(), false) {
+    into_.resize(needs_.size());
+  }
+  bool needs(size_t i) const { return needs_[i]; }
+  Tensor& operator[](size_t i) { return grads_[i]; }
+  const Tensor& operator[](size_t i) const { return grads_[i]; }
+  size_t size() const { return grads_.size(); }
+  const Tensor& accumulate_into(size_t i) const { return into_[i]; }
+  void accumulated(size_t i) {
+    MP_INTERNAL_ASSERT(into_[i].defined() && !grads_[i].defined(), "input ", i, " has no .grad() to accumulate into");
+    accumulated_[i] = true;
+  }
+  bool was_accumulated(size_t i) const { return accumulated_[i]; }
+
+ private:
+  std::vector<bool> needs_;
+  std::vector<Tensor> grads_;
+  std::vector<Tensor> into_;
+  std::vector<bool> accumulated_;
+};
+
+
 // Where a gradient flows next: input `input_nr` of node `fn` (null fn: input needs no grad).
 struct Edge {
   std::shared_ptr<Node> fn;
@@ -28,8 +59,9 @@ class Node {
   virtual ~Node();
   virtual std::string name() const = 0;
   // Gradient w.r.t. this node's output -> gradients w.r.t. its inputs (aligned with next_edges;
-  // an undefined Tensor where an input needs none).
-  virtual std::vector<Tensor> apply(const Tensor& grad_output) = 0;
+  // an undefined Tensor where an input needs none, or where the node added it into a leaf's
+  // .grad() itself: InputGrads::accumulated).
+  virtual InputGrads apply(const Tensor& grad_output) = 0;
   virtual void release_variables() {}
   const std::vector<Edge>& next_edges() const { return next_edges_; }
 
@@ -42,23 +74,14 @@ class AccumulateGrad : public Node {
  public:
   explicit AccumulateGrad(Tensor leaf) : leaf_(std::move(leaf)) {}
   std::string name() const override { return "AccumulateGrad"; }
-  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  // An undefined grad_output: every contribution was added in place; only the hooks run.
+  InputGrads apply(const Tensor& grad_output) override;
+  // The leaf's .grad() when a node may add into it in place (defined, contiguous, the leaf's
+  // shape and dtype); undefined otherwise.
+  Tensor accumulation_target() const;
 
  private:
   Tensor leaf_;  // a handle on the leaf itself (same TensorImpl), not a copy of its data
-};
-
-// The gradients a backward function fills: grads[i] for input i, when needs(i).
-class InputGrads {
- public:
-  explicit InputGrads(std::vector<bool> needs) : needs_(std::move(needs)), grads_(needs_.size()) {}
-  bool needs(size_t i) const { return needs_[i]; }
-  Tensor& operator[](size_t i) { return grads_[i]; }
-  std::vector<Tensor> take() { return std::move(grads_); }
-
- private:
-  std::vector<bool> needs_;
-  std::vector<Tensor> grads_;
 };
 
 // A backward function: (grad of the output, grads to fill). Captures what it saved (detached).
@@ -69,7 +92,7 @@ class FunctionNode : public Node {
  public:
   FunctionNode(std::string name, BackwardFn fn, std::vector<Edge> edges);
   std::string name() const override { return name_; }
-  std::vector<Tensor> apply(const Tensor& grad_output) override;
+  InputGrads apply(const Tensor& grad_output) override;
   void release_variables() override { fn_ = nullptr; }
 
  private:

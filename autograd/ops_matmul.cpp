@@ -1,5 +1,6 @@
 // Differentiable matrix products. matmul: dA = dC B^T, dB = A^T dC (summed over broadcast
-// batch dims). linear fuses x W^T + b so its backward runs exactly three GEMM-shaped ops.
+// batch dims). linear fuses x W^T + b so its backward runs exactly three GEMM-shaped ops, and
+// adds dW into a weight's existing .grad() in the GEMM itself (gradient accumulation fusion).
 #include "autograd/functions.h"
 
 namespace minipipe {
@@ -47,7 +48,14 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                 [x2 = x2.detach(), w = weight.detach(), xs = x.sizes()](const Tensor& g, InputGrads& gi) {
                   Tensor g2 = ops::reshape(g, {-1, w.size(0)});                          // [N, out]
                   if (gi.needs(0)) gi[0] = ops::reshape(ops::matmul(g2, w), xs);          // [N, in]
-                  if (gi.needs(1)) gi[1] = ops::matmul(ops::transpose(g2, 0, 1), x2);    // [out, in]
+                  if (gi.needs(1)) {  // [out, in]; summed straight into .grad() from the second micro-batch on
+                    if (const Tensor& into = gi.accumulate_into(1); into.defined()) {
+                      ops::addmm_(into, ops::transpose(g2, 0, 1), x2);
+                      gi.accumulated(1);
+                    } else {
+                      gi[1] = ops::matmul(ops::transpose(g2, 0, 1), x2);
+                    }
+                  }
                   if (gi.needs(2)) gi[2] = ops::sum(g2, {0});                             // [out]
                 });
 }

@@ -99,6 +99,9 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Ten
 // ---- matrix products (tensor/cpu/matmul.cpp) ----
 // a: [..., n, k], b: [..., k, m] -> [..., n, m], batch dims broadcast; 1-D operands as in NumPy.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// c += a @ b for matrices a [n, k], b [k, m] and a contiguous c [n, m]: one GEMM with beta = 1, no
+// temporary. Autograd sums a weight's gradient over micro-batches with it (LinearBackward).
+void addmm_(const Tensor& c, const Tensor& a, const Tensor& b);
 
 // ---- joining and indexing (tensor/cpu/index.cpp) ----
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim);

@@ -105,6 +105,11 @@ bool Tensor::shares_storage(const Tensor& other) const {
   return defined() && other.defined() && impl_->storage == other.impl_->storage;
 }
 
+bool Tensor::is_sole_owner() const {
+  return defined() && impl_.use_count() == 1 && impl_->storage && impl_->storage.use_count() == 1 &&
+         impl_->offset == 0 && is_contiguous() && impl_->storage->nbytes() == nbytes();
+}
+
 double Tensor::item() const {
   MP_CHECK(numel() == 1, "item: expected a one-element tensor, got shape ", shape_str(sizes()));
   MP_CHECK(device().is_cpu(), "item: tensor is on ", device().str());

@@ -60,6 +60,10 @@ class Tensor {
   void* raw_data() const;
   const std::shared_ptr<Storage>& storage() const;
   bool shares_storage(const Tensor& other) const;
+  // Nobody else can see this tensor's memory: this handle is the only one on its TensorImpl, that
+  // impl the only one on its storage, and it spans the whole storage contiguously. (Autograd keeps
+  // such a gradient as the leaf's .grad() instead of copying it.)
+  bool is_sole_owner() const;
   bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
   TensorImpl* impl() const { return impl_.get(); }
 

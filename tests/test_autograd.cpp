@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -281,6 +282,59 @@ TEST(Autograd, DeepChain) {
   SUCCEED();
 }
 
+// Gradient accumulation fusion: from the second backward on, linear adds dW into the weight's
+// .grad() inside the GEMM (no [out, in] temporary), the sum is the same, and the hooks still fire
+// once per backward, after the last contribution — also when the weight is used twice.
+TEST(PostAccumulateGradHook, FiresAfterGradientsAddedInPlace) {
+  Generator g(11);
+  Tensor w = randn({64, 48}, DType::Float64, &g).set_requires_grad(true);
+  Tensor b = zeros({64}, DType::Float64).set_requires_grad(true);
+  Tensor x1 = randn({3, 48}, DType::Float64, &g), x2 = randn({3, 48}, DType::Float64, &g);
+  int fired = 0;
+  autograd::register_post_accumulate_grad_hook(w, [&](const Tensor&) { ++fired; });
+  const auto once = [&](const Tensor& v, const Tensor& x) {
+    Tensor y = linear(x, v, b);
+    return sum(y * y.detach());
+  };
+  const auto twice = [&](const Tensor& v) { return sum(linear(x1, v, Tensor()) + linear(x1 * 2.0, v, Tensor())); };
+  // The reference: one loss's gradient alone, on a fresh leaf with w's values.
+  const auto alone = [&](const std::function<Tensor(const Tensor&)>& loss) {
+    Tensor v = w.detach().set_requires_grad(true);
+    loss(v).backward();
+    return v.grad().to_vector<double>();
+  };
+  const auto near = [](const V& got, const V& want) {
+    double worst = 0;
+    for (size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+    return got.size() == want.size() && worst <= 1e-12;
+  };
+  once(w, x1).backward();  // the first: dW a fresh tensor, kept as .grad()
+  EXPECT_EQ(fired, 1);
+  const Tensor first = w.grad();
+  auto account = std::make_shared<MemoryAccount>();
+  {
+    MemoryAccountGuard guard(account);
+    Tensor loss = once(w, x2);
+    account->reset_peak();
+    const int64_t before = account->live();
+    loss.backward();
+    // The second: summed into .grad() inside the GEMM; a temporary dW would add 64 * 48 * 8 bytes.
+    EXPECT_LT(account->peak() - before, 64 * 48 * 8) << account->peak() - before;
+  }
+  EXPECT_EQ(fired, 2);
+  EXPECT_TRUE(w.grad().is_same(first));
+  V want = alone([&](const Tensor& v) { return once(v, x1); });
+  const V second = alone([&](const Tensor& v) { return once(v, x2); });
+  for (size_t i = 0; i < want.size(); ++i) want[i] += second[i];
+  EXPECT_TRUE(near(w.grad().to_vector<double>(), want));
+  // Used twice in one backward: both contributions go in place, the hook fires once.
+  twice(w).backward();
+  EXPECT_EQ(fired, 3);
+  const V third = alone(twice);
+  for (size_t i = 0; i < want.size(); ++i) want[i] += third[i];
+  EXPECT_TRUE(near(w.grad().to_vector<double>(), want));
+}
+
 }  // namespace
 }  // namespace minipipe
 
@@ -314,6 +368,37 @@ TEST(AutogradReview, BadSizesAndExpandedDestinationsAreErrors) {
 }
 
 // The gradient-ready signal: once per leaf per backward, when its grad holds every contribution.
+// A leaf's first gradient is kept rather than copied when nobody else can see its memory (a
+// freshly computed tensor), and copied when someone can: the user's own grad_output, or one
+// gradient handed to two leaves by add's backward (their .grad()s must never alias).
+TEST(Autograd, FirstGradientIsKeptOnlyWhenNobodyElseSeesIt) {
+  auto account = std::make_shared<MemoryAccount>();
+  MemoryAccountGuard guard(account);
+  Tensor x = leaf(V(1000, 1.0), {1000});
+  Tensor loss = sum(x) * 3.0;
+  account->reset_peak();
+  const int64_t before = account->live();
+  loss.backward();
+  EXPECT_EQ(grad_of(x), V(1000, 3.0));
+  EXPECT_EQ(account->live() - before, 8000);  // x.grad(), nothing else
+  // sum's backward makes the one [1000] gradient; a copy of it into .grad() would be a second.
+  EXPECT_LT(account->peak() - before, 8000 + 64) << account->peak() - before;
+
+  Tensor a = leaf({1, 2}, {2}), b = leaf({3, 4}, {2});
+  ((a + b) * 2.0).backward(from_vector(V{1, 1}));
+  EXPECT_FALSE(a.grad().shares_storage(b.grad()));
+  ops::add_(a.grad(), full({2}, 10.0, DType::Float64));
+  EXPECT_EQ(grad_of(a), (V{12, 12}));
+  EXPECT_EQ(grad_of(b), (V{2, 2}));
+
+  Tensor y = leaf({1, 2}, {2});
+  Tensor g = from_vector(V{5, 6});
+  y.backward(g);
+  EXPECT_FALSE(y.grad().shares_storage(g));
+  ops::fill_(g, 0.0);
+  EXPECT_EQ(grad_of(y), (V{5, 6}));
+}
+
 TEST(PostAccumulateGradHook, FiresOncePerBackwardAfterTheLastContribution) {
   Tensor w = from_vector(V{1, 2, 3}).set_requires_grad(true);
   Tensor x = from_vector(V{4, 5, 6});

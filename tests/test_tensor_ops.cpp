@@ -445,6 +445,45 @@ TEST(OpInvariance, SameResultForOneAndTwoThreads) {
 // Batched products with >= 2^18 multiply-adds run one GEMM per thread, each single-threaded:
 // the same bits on 1 and 2 threads (docs/performance.md, Determinism), for plain, transposed
 // and broadcast operands.
+// c += a @ b: exact on small integers for every operand layout, k = 0 leaves c alone, and bad
+// shapes, dtypes or a strided destination are errors naming them.
+TEST(OpMatmul, AddmmAccumulatesExactlyEveryLayout) {
+  Generator g(5);
+  for (DType dt : {DType::Float32, DType::Float64}) {
+    for (auto [n, k, m] : std::vector<std::array<int64_t, 3>>{{1, 1, 1}, {33, 17, 29}, {64, 128, 48}, {1, 40, 1}}) {
+      Tensor a = small_ints({n, k}, dt, g), b = small_ints({k, m}, dt, g), c0 = small_ints({n, m}, dt, g);
+      V want = naive_matmul(a.to_vector<double>(), b.to_vector<double>(), n, k, m);
+      const V c0v = c0.to_vector<double>();
+      for (size_t i = 0; i < want.size(); ++i) want[i] += c0v[i];
+      Tensor at = ops::transpose(ops::contiguous(ops::transpose(a, 0, 1)), 0, 1);
+      Tensor bt = ops::transpose(ops::contiguous(ops::transpose(b, 0, 1)), 0, 1);
+      for (const auto& [x, y] : std::vector<std::pair<Tensor, Tensor>>{{a, b}, {at, b}, {a, bt}, {at, bt}}) {
+        Tensor c = ops::clone(c0);
+        ops::addmm_(c, x, y);
+        EXPECT_EQ(c.to_vector<double>(), want) << dtype_name(dt) << " " << n << "x" << k << "x" << m;
+      }
+    }
+  }
+  Tensor c = full({2, 3}, 7.0);
+  ops::addmm_(c, zeros({2, 0}), zeros({0, 3}));
+  EXPECT_EQ(c.to_vector<double>(), V(6, 7.0));
+  const auto message = [](auto fn) {
+    try {
+      fn();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(message([] { ops::addmm_(zeros({2, 3}), zeros({2, 4}), zeros({5, 3})); }).find("[2, 3] += [2, 4] @ [5, 3]"),
+            std::string::npos);
+  EXPECT_NE(message([] { ops::addmm_(zeros({2, 3}), zeros({2, 4}, DType::Float64), zeros({4, 3})); }).find("float32 += float64"),
+            std::string::npos);
+  EXPECT_NE(message([] { ops::addmm_(ops::transpose(zeros({3, 2}), 0, 1), zeros({2, 4}), zeros({4, 3})); })
+                .find("must be contiguous"),
+            std::string::npos);
+}
+
 TEST(OpInvariance, BatchedMatmulIsTheSameOnOneAndTwoThreads) {
   const int before = get_num_threads();
   Generator g(14);

@@ -34,44 +34,58 @@ template <typename T>
 using OutMat = Eigen::Map<Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
 
 template <typename T, int OrderA, int OrderB>
-void gemm_mapped(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m) {
+void gemm_mapped(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m, bool acc) {
   MapMat<T, OrderA> A(a, n, k, Eigen::OuterStride<>(la.ld));
   MapMat<T, OrderB> B(b, k, m, Eigen::OuterStride<>(lb.ld));
   OutMat<T> C(c, n, m);
-  C.noalias() = A * B;
+  if (acc) C.noalias() += A * B;
+  else C.noalias() = A * B;
 }
 
 #ifdef MINIPIPE_BLAS
-// Straight to cblas with beta = 0. (Eigen's BLAS path zeroes C and then calls with beta = 1: an
-// extra pass over C that showed on the MLP's thinnest products; same bits either way.)
-// A column-major operand is the transpose of a row-major one with the same leading dimension.
-void blas_gemm(const float* a, Layout la, const float* b, Layout lb, float* c, int64_t n, int64_t k, int64_t m) {
+// Straight to cblas with beta = 0 (beta = 1 to accumulate). (Eigen's BLAS path zeroes C and then
+// calls with beta = 1: an extra pass over C that showed on the MLP's thinnest products; same bits
+// either way.) A column-major operand is the transpose of a row-major one with the same leading
+// dimension.
+void blas_gemm(const float* a, Layout la, const float* b, Layout lb, float* c, int64_t n, int64_t k, int64_t m,
+               bool acc) {
   cblas_sgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
-              n, m, k, 1.0f, a, la.ld, b, lb.ld, 0.0f, c, m);
+              n, m, k, 1.0f, a, la.ld, b, lb.ld, acc ? 1.0f : 0.0f, c, m);
 }
-void blas_gemm(const double* a, Layout la, const double* b, Layout lb, double* c, int64_t n, int64_t k, int64_t m) {
+void blas_gemm(const double* a, Layout la, const double* b, Layout lb, double* c, int64_t n, int64_t k, int64_t m,
+               bool acc) {
   cblas_dgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
-              n, m, k, 1.0, a, la.ld, b, lb.ld, 0.0, c, m);
+              n, m, k, 1.0, a, la.ld, b, lb.ld, acc ? 1.0 : 0.0, c, m);
 }
 #endif
 
-// c[n, m] = a[n, k] @ b[k, m] for one pair of matrices with the given layouts.
+// c[n, m] = a[n, k] @ b[k, m] (acc: c +=) for one pair of matrices with the given layouts.
 template <typename T>
-void gemm(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m) {
+void gemm(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t k, int64_t m, bool acc = false) {
   if (n == 0 || m == 0) return;
   if (k == 0) {
-    std::fill(c, c + n * m, T(0));
+    if (!acc) std::fill(c, c + n * m, T(0));
     return;
   }
 #ifdef MINIPIPE_BLAS
-  blas_gemm(a, la, b, lb, c, n, k, m);
+  blas_gemm(a, la, b, lb, c, n, k, m, acc);
 #else
   constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
-  if (la.row_major && lb.row_major) gemm_mapped<T, R, R>(a, la, b, lb, c, n, k, m);
-  else if (la.row_major) gemm_mapped<T, R, C>(a, la, b, lb, c, n, k, m);
-  else if (lb.row_major) gemm_mapped<T, C, R>(a, la, b, lb, c, n, k, m);
-  else gemm_mapped<T, C, C>(a, la, b, lb, c, n, k, m);
+  if (la.row_major && lb.row_major) gemm_mapped<T, R, R>(a, la, b, lb, c, n, k, m, acc);
+  else if (la.row_major) gemm_mapped<T, R, C>(a, la, b, lb, c, n, k, m, acc);
+  else if (lb.row_major) gemm_mapped<T, C, R>(a, la, b, lb, c, n, k, m, acc);
+  else gemm_mapped<T, C, C>(a, la, b, lb, c, n, k, m, acc);
 #endif
+}
+
+// An operand as BLAS sees it: its own layout, or a contiguous copy when it has none.
+Layout operand(Tensor& t, int64_t rows, int64_t cols) {
+  Layout l = layout_of(rows, cols, t.stride(-2), t.stride(-1));
+  if (!l.ok) {
+    t = contiguous(t);
+    l = layout_of(rows, cols, t.stride(-2), t.stride(-1));
+  }
+  return l;
 }
 
 // Many small products (attention heads): one per thread, each GEMM single-threaded.
@@ -120,16 +134,7 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   out_shape.insert(out_shape.end(), {n, m});
   a = expand(a, a_full);
   b = expand(b, b_full);
-  Layout la = layout_of(n, k, a.stride(-2), a.stride(-1));
-  if (!la.ok) {
-    a = contiguous(a);
-    la = layout_of(n, k, a.stride(-2), a.stride(-1));
-  }
-  Layout lb = layout_of(k, m, b.stride(-2), b.stride(-1));
-  if (!lb.ok) {
-    b = contiguous(b);
-    lb = layout_of(k, m, b.stride(-2), b.stride(-1));
-  }
+  const Layout la = operand(a, n, k), lb = operand(b, k, m);
 #ifdef MINIPIPE_BLAS
   // Checked here, not in the GEMM: an exception must not leave an OpenMP region.
   MP_CHECK(std::max({n, k, m, la.ld, lb.ld}) <= INT32_MAX, "matmul: dimensions of ", shape_str(a_in.sizes()),
@@ -155,6 +160,28 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   if (a_vec) out = squeeze(out, -2);
   if (b_vec) out = squeeze(out, -1);
   return out;
+}
+
+void addmm_(const Tensor& c, const Tensor& a_in, const Tensor& b_in) {
+  cpu::check_cpu("addmm_", {&c, &a_in, &b_in});
+  MP_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && c.dim() == 2 && a_in.size(1) == b_in.size(0) &&
+               c.size(0) == a_in.size(0) && c.size(1) == b_in.size(1),
+           "addmm_: needs c [n, m] += a [n, k] @ b [k, m], got ", shape_str(c.sizes()), " += ",
+           shape_str(a_in.sizes()), " @ ", shape_str(b_in.sizes()));
+  MP_CHECK(a_in.dtype() == c.dtype() && b_in.dtype() == c.dtype() && is_floating(c.dtype()),
+           "addmm_: needs one floating-point dtype, got ", dtype_name(c.dtype()), " += ", dtype_name(a_in.dtype()),
+           " @ ", dtype_name(b_in.dtype()));
+  MP_CHECK(c.is_contiguous(), "addmm_: the destination must be contiguous, got strides ", shape_str(c.strides()));
+  Tensor a = a_in, b = b_in;
+  const int64_t n = a.size(0), k = a.size(1), m = b.size(1);
+  const Layout la = operand(a, n, k), lb = operand(b, k, m);
+#ifdef MINIPIPE_BLAS
+  MP_CHECK(std::max({n, k, m, la.ld, lb.ld}) <= INT32_MAX, "addmm_: dimensions of ", shape_str(a_in.sizes()),
+           " @ ", shape_str(b_in.sizes()), " exceed the 32-bit indices of BLAS");
+#endif
+  MP_DISPATCH_FLOAT(c.dtype(), "addmm_", [&] {
+    gemm<scalar_t>(a.data_ptr<scalar_t>(), la, b.data_ptr<scalar_t>(), lb, c.data_ptr<scalar_t>(), n, k, m, true);
+  });
 }
 
 }  // namespace minipipe::ops

@@ -12,9 +12,10 @@
 #include <fstream>
 #include <map>
 
-#include "nn/nn.h"
 #include "benchmarks/peak.h"
 #include "benchmarks/reporter.h"
+#include "nn/nn.h"
+#include "tensor/allocator.h"
 #include "tensor/threads.h"
 
 using namespace minipipe;
@@ -56,6 +57,7 @@ void bm_step(benchmark::State& st, MlpConfig cfg, int threads) {
 
   using clock = std::chrono::steady_clock;
   double fwd = 0, bwd = 0, upd = 0;
+  const int64_t allocs_before = host_allocator_stats().system_allocs;
   for (auto _ : st) {
     const auto t0 = clock::now();
     Tensor loss = cross_entropy((*model)(x), y);
@@ -70,6 +72,10 @@ void bm_step(benchmark::State& st, MlpConfig cfg, int threads) {
     upd += std::chrono::duration<double>(t3 - t2).count();
     benchmark::DoNotOptimize(loss.raw_data());
   }
+  // Blocks taken from the system per step: ~0 once the caching allocator is warm, every tensor
+  // of the step with MINIPIPE_CACHING_ALLOCATOR=0.
+  st.counters["sys_allocs/step"] = benchmark::Counter(
+      static_cast<double>(host_allocator_stats().system_allocs - allocs_before), benchmark::Counter::kAvgIterations);
   const double params = static_cast<double>(model->num_parameters());
   st.counters["params"] = params;
   st.counters["samples/s"] = benchmark::Counter(static_cast<double>(cfg.batch), benchmark::Counter::kIsIterationInvariantRate);
@@ -80,12 +86,13 @@ void bm_step(benchmark::State& st, MlpConfig cfg, int threads) {
   st.counters["adamw_ms"] = 1e3 * upd / n;
 }
 
-// ---- the summary table: medians over the repetitions, and the best samples/s ----
+// ---- the summary table: medians over the repetitions, and the best samples/s; allocs = blocks
+// taken from the system per step (tensor/allocator.h) ----
 
 class TableReporter : public bench::MedianReporter {
  public:
   TableReporter(std::pair<double, double> peaks, std::vector<int> threads)
-      : MedianReporter({"samples/s", "GFLOP/s", "fwd_ms", "bwd_ms", "adamw_ms"}), peaks_(peaks),
+      : MedianReporter({"samples/s", "GFLOP/s", "fwd_ms", "bwd_ms", "adamw_ms", "sys_allocs/step"}), peaks_(peaks),
         threads_(std::move(threads)) {}
 
   void Finalize() override {
@@ -96,8 +103,8 @@ class TableReporter : public bench::MedianReporter {
     std::printf("peak per core: %.1f GFLOP/s by the formula (lanes x 2 FMA x 2 flops x cpuinfo clock), %.1f "
                 "measured (FMA probe); %%peak = GFLOP/s / (threads x measured). Medians; best = best repetition\n\n",
                 peaks_.first, peaks_.second);
-    std::printf("%-22s %3s %10s %10s %8s %7s %7s %7s %8s %8s\n", "model/batch", "thr", "samples/s", "best", "GFLOP/s",
-                "%peak", "fwd ms", "bwd ms", "adamw ms", "speedup");
+    std::printf("%-22s %3s %10s %10s %8s %7s %7s %7s %8s %8s %7s\n", "model/batch", "thr", "samples/s", "best",
+                "GFLOP/s", "%peak", "fwd ms", "bwd ms", "adamw ms", "speedup", "allocs");
     for (const MlpConfig& cfg : kConfigs) {
       double base = NAN;
       for (int t : threads_) {
@@ -106,10 +113,10 @@ class TableReporter : public bench::MedianReporter {
         if (it == res.end()) continue;
         const auto& r = it->second;
         if (std::isnan(base)) base = r.at("samples/s");
-        std::printf("%-22s %3d %10.0f %10.0f %8.1f %6.1f%% %7.2f %7.2f %8.2f %8.2f\n", cfg.name.c_str(), t,
+        std::printf("%-22s %3d %10.0f %10.0f %8.1f %6.1f%% %7.2f %7.2f %8.2f %8.2f %7.1f\n", cfg.name.c_str(), t,
                     r.at("samples/s"), best(name, "samples/s"), r.at("GFLOP/s"),
                     100 * r.at("GFLOP/s") / (t * peaks_.second), r.at("fwd_ms"), r.at("bwd_ms"), r.at("adamw_ms"),
-                    r.at("samples/s") / base);
+                    r.at("samples/s") / base, r.at("sys_allocs/step"));
       }
     }
   }

@@ -57,6 +57,7 @@ class Storage {
  private:
   void* data_ = nullptr;
   size_t nbytes_ = 0;
+  size_t block_bytes_ = 0;  // what the allocator handed out (a size class >= nbytes_)
   Device device_;
   std::shared_ptr<MemoryAccount> account_;
 };

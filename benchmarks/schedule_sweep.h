@@ -171,19 +171,33 @@ inline std::vector<Row> sweep(const SweepOptions& o) {
   return rows;
 }
 
-// The efficiency of one block's GEMM, [rows, d] x [d, d] on one thread, at a micro-batch's rows
-// relative to the full batch's: GFLOP/s(rows) / GFLOP/s(full). Smaller micro-batches run each GEMM
-// less efficiently, which is why the best M is not simply the largest. The two sizes are timed
-// alternately (best of 5, ~1 GFLOP each), so a busy moment or a clock change hits both.
-inline double gemm_efficiency(int64_t rows, int64_t full, int64_t d) {
+// The efficiency of the blocks' GEMMs at a micro-batch's rows relative to the full batch's, on one
+// thread: GFLOP/s(rows) / GFLOP/s(full) over the three GEMMs a Linear [d, d] runs per training
+// pass, as the executor runs them: forward x W^T and input gradient dY W ([rows, d] x [d, d]) and
+// weight gradient dY^T x ([d, rows] x [rows, d]) added into .grad() (beta = 1) — going through
+// `blocks` distinct weights in turn, as the model does, so a weight is not already in cache when its
+// GEMM starts (one warm [d, d] weight flatters small micro-batches: packing it costs as much at 32
+// rows as at 256). Smaller micro-batches run each GEMM less efficiently, which is why the best M is
+// not simply the largest. The two sizes are timed alternately (best of 5, ~1 GFLOP each), so a busy
+// moment or a clock change hits both.
+inline double gemm_efficiency(int64_t rows, int64_t full, int64_t d, int blocks) {
   Generator g(2);
-  const Tensor w = randn({d, d}, {}, &g);
+  std::vector<Tensor> w, dw;
+  for (int b = 0; b < blocks; ++b) {
+    w.push_back(randn({d, d}, {}, &g));
+    dw.push_back(zeros({d, d}));
+  }
   auto best_seconds_per_flop = [&](int64_t n, double& best) {
-    const Tensor a = randn({n, d}, {}, &g);
-    const double flops = 2.0 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(d);
+    const Tensor x = randn({n, d}, {}, &g), dy = randn({n, d}, {}, &g);
+    const double flops = blocks * 3 * 2.0 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(d);
     const int reps = static_cast<int>(std::clamp(1e9 / flops, 2.0, 5000.0));
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i) ops::matmul(a, w);
+    for (int i = 0; i < reps; ++i)
+      for (int b = 0; b < blocks; ++b) {
+        ops::matmul(x, ops::transpose(w[b], 0, 1));
+        ops::matmul(dy, w[b]);
+        ops::addmm_(dw[b], ops::transpose(dy, 0, 1), x);
+      }
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps / flops);
   };
   double small = 1e9, large = 1e9;
@@ -244,7 +258,7 @@ class Table {
     // M = 1 is the full batch: its efficiency ratio is 1 by definition (not a second, noisy timing).
     const int split = r.M * r.dp;  // a micro-batch holds B / (dp M) rows
     if (!gemm_.count(split))
-      gemm_[split] = split == 1 ? 1.0 : gemm_efficiency(o_.batch / split * per_row, o_.batch * per_row, d);
+      gemm_[split] = split == 1 ? 1.0 : gemm_efficiency(o_.batch / split * per_row, o_.batch * per_row, d, o_.blocks);
     const double g = gemm_[split];
     const double formula = parallel::closed_form_bubble(parallel::make_schedule(r.schedule, r.P, r.M, r.v));
     // Ideal speed-up over one rank on the whole batch: P dp ranks busy (1 - bubble) of the time,
@@ -280,7 +294,8 @@ class Table {
                 "bubble = idle / step time, mean over ranks: measured from a traced step, formula (P-1)/(v*M+P-1), "
                 "simulated from that step's own per-action costs%s;\n"
                 "act = peak activation bytes stashed for backward on the first and the last rank; GEMM eff = GFLOP/s "
-                "of a [B/(dp M), d] x [d, d] GEMM / at [B, d] (one thread)%s\n",
+                "of the blocks' forward, input- and weight-gradient GEMMs ([d, d] weights, in turn) at B/(dp M) rows / "
+                "at B rows (one thread)%s\n",
                 o_.replay ? " (replay: the only bubble there is)" : "",
                 o_.max_dp() > 1 ? ";\nallreduce = the gradient all-reduce's wait after backward with --no-overlap (its whole "
                                   "time), hidden = the share of it overlap hid behind backward (rank 0, median)"

@@ -1,6 +1,9 @@
 // CPU reductions: sum / mean over any set of dims (keepdim or not), max / argmax over one dim,
 // and sum_to (the reverse of broadcasting, used by every broadcasting op's backward).
-// Sums accumulate in double (float32 too) in a fixed order, so results are deterministic.
+// Sums accumulate in double (float32 too) in a fixed order, so results are deterministic and the
+// same on any number of threads (threads split the outputs, never one output's elements).
+#include <omp.h>
+
 #include <algorithm>
 
 #include "tensor/cpu/loops.h"
@@ -33,6 +36,46 @@ Shape reduced_shape(const Tensor& t, const std::vector<bool>& mask, bool keepdim
 
 }  // namespace
 
+namespace {
+
+// Adds every element of the input (sizes, in_strides at x) into its output's running sum in acc
+// (acc_strides: 0 along reduced dims). Each output adds its elements in logical order — a running
+// sum continued across runs, not partial sums added at the end — so the bits do not depend on the
+// input's layout, nor on how the outputs are split across threads.
+template <typename Acc, typename T>
+void sum_into(Acc* acc, const T* x, const Shape& sizes, const Shape& acc_strides, const Shape& in_strides) {
+  const int64_t numel = shape_numel(sizes);
+  if (numel == 0) return;
+  auto inner = [=](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
+    if (st[0] == 0) {
+      Acc s = acc[off[0]];
+      for (int64_t i = 0; i < n; ++i) s += static_cast<Acc>(x[off[1] + i * st[1]]);
+      acc[off[0]] = s;
+    } else {
+      for (int64_t i = 0; i < n; ++i) acc[off[0] + i * st[0]] += static_cast<Acc>(x[off[1] + i * st[1]]);
+    }
+  };
+  auto g = cpu::coalesce<2>(sizes, {acc_strides, in_strides});
+  cpu::loop_range<2>(g, 0, numel, inner);
+}
+
+// sum_into over `threads` bands of dim `split` (a kept dim), one per thread.
+template <typename Acc, typename T>
+void sum_into_bands(Acc* acc, const T* x, const Shape& sizes, const Shape& acc_strides, const Shape& in_strides,
+                    int64_t split, int threads) {
+  const int64_t n = sizes[split];
+#pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(threads, n)))
+  {
+    const int64_t k = omp_get_thread_num(), parts = omp_get_num_threads();
+    const int64_t begin = n * k / parts, end = n * (k + 1) / parts;
+    Shape band = sizes;
+    band[split] = end - begin;
+    sum_into(acc + begin * acc_strides[split], x + begin * in_strides[split], band, acc_strides, in_strides);
+  }
+}
+
+}  // namespace
+
 Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
   cpu::check_cpu("sum", {&t});
   auto mask = reduced_mask(t, std::move(dims), "sum");
@@ -41,25 +84,22 @@ Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
   Shape acc_strides = contiguous_strides(kept);
   for (int64_t i = 0; i < t.dim(); ++i)
     if (mask[i]) acc_strides[i] = 0;
+  // Threads split the outputs, never an output's elements: along the largest kept dim, each
+  // thread sums a contiguous band of outputs, every one in the same order as on one thread. A
+  // reduction to a single value (or to fewer outputs than threads) runs on one thread.
+  int64_t split = -1;
+  for (int64_t i = 0; i < t.dim(); ++i)
+    if (!mask[i] && t.size(i) > 1 && (split < 0 || t.size(i) > t.size(split))) split = i;
+  const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
+  const bool parallel = threads > 1 && split >= 0 && t.numel() >= cpu::kParallelGrain;
   Tensor out = MP_DISPATCH_ALL(t.dtype(), "sum", [&] {
     using Acc = std::conditional_t<std::is_same_v<scalar_t, int64_t>, int64_t, double>;
     std::vector<Acc> acc(shape_numel(kept), Acc(0));
-    Acc* pa = acc.data();
     const scalar_t* x = t.data_ptr<scalar_t>();
-    auto inner = [=](std::array<int64_t, 2> off, int64_t n, std::array<int64_t, 2> st) {
-      if (st[0] == 0) {
-        // Continue the output's running sum (not a partial sum added at the end), so each output
-        // adds its elements in logical order whatever the input's layout.
-        Acc s = pa[off[0]];
-        for (int64_t i = 0; i < n; ++i) s += static_cast<Acc>(x[off[1] + i * st[1]]);
-        pa[off[0]] = s;
-      } else {
-        for (int64_t i = 0; i < n; ++i) pa[off[0] + i * st[0]] += static_cast<Acc>(x[off[1] + i * st[1]]);
-      }
-    };
-    // One thread: outputs may be shared between ranges, and a fixed order keeps results exact.
-    auto g = cpu::coalesce<2>(t.sizes(), {acc_strides, t.strides()});
-    if (t.numel() > 0) cpu::loop_range<2>(g, 0, t.numel(), inner);
+    if (parallel)
+      sum_into_bands(acc.data(), x, t.sizes(), acc_strides, t.strides(), split, threads);
+    else
+      sum_into(acc.data(), x, t.sizes(), acc_strides, t.strides());
     Tensor r = empty(kept, t.options());
     std::copy(acc.begin(), acc.end(), r.data_ptr<scalar_t>());
     return r;

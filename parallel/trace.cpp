@@ -172,9 +172,9 @@ std::string chrome_trace_json(const Trace& t) {
   return doc.dump(1);
 }
 
-std::vector<double> measure_clock_offsets(Communicator& comm, int rounds) {
+std::vector<double> measure_clock_offsets(Communicator& comm, int rounds, std::vector<double>* round_trips) {
   const int P = comm.size(), me = comm.rank();
-  Tensor offsets = zeros({P}, DType::Float64);
+  Tensor found = zeros({2, P}, DType::Float64);  // row 0: offsets, row 1: shortest round trips
   Tensor buf = zeros({1}, DType::Int64);
   for (int r = 1; r < P; ++r) {
     if (me == 0) {
@@ -187,7 +187,8 @@ std::vector<double> measure_clock_offsets(Communicator& comm, int rounds) {
         // Their reading was taken at about the midpoint of our round trip.
         if (b - a < best_rtt) best_rtt = static_cast<double>(b - a), best = 1e-9 * (0.5 * (a + b) - theirs);
       }
-      offsets.data_ptr<double>()[r] = best;
+      found.data_ptr<double>()[r] = best;
+      found.data_ptr<double>()[P + r] = 1e-9 * best_rtt;
     } else if (me == r) {
       for (int i = 0; i < rounds; ++i) {
         comm.recv({{1}, DType::Int64}, 0, kClockTag, "clock ping");
@@ -196,8 +197,10 @@ std::vector<double> measure_clock_offsets(Communicator& comm, int rounds) {
       }
     }
   }
-  comm.all_reduce(offsets);  // only rank 0 filled them in
-  return offsets.to_vector<double>();
+  comm.all_reduce(found);  // only rank 0 filled them in
+  const std::vector<double> all = found.to_vector<double>();
+  if (round_trips) round_trips->assign(all.begin() + P, all.end());
+  return {all.begin(), all.begin() + P};
 }
 
 Tracer::Tracer(Communicator& comm) : comm_(comm) {

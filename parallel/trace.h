@@ -53,7 +53,10 @@ std::string chrome_trace_json(const Trace& t);
 
 // Per rank, seconds to add to its steady clock to read rank 0's, by ping-pong with rank 0 (Cristian's
 // method: of `rounds` round trips the shortest is kept; error at most half of it). Collective.
-std::vector<double> measure_clock_offsets(Communicator& comm, int rounds = 16);
+// `round_trips`, if given, gets each rank's shortest round trip in seconds (0 for rank 0): the
+// error bound of its offset is half of it.
+std::vector<double> measure_clock_offsets(Communicator& comm, int rounds = 16,
+                                          std::vector<double>* round_trips = nullptr);
 
 // Collects traces of chosen steps. Construct it on every rank before training (collective: it aligns
 // the clocks then — measure_clock_offsets under `mpi`, zeros under `local`); after a step call

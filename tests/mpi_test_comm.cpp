@@ -2,8 +2,12 @@
 // `mpirun -np 2` and `-np 3` (CMakeLists.txt); every process runs every test on MPI_COMM_WORLD.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
+
 #include "comm_suite.h"
 #include "mpi_main.h"
+#include "parallel/trace.h"
 
 namespace minipipe::parallel {
 namespace {
@@ -25,6 +29,25 @@ TEST(MpiSuite, AllReduceShapeMismatchFailsEverywhere) {
   comm_suite::all_reduce_shape_mismatch_fails_everywhere(*world);
 }
 TEST(MpiSuite, BadArguments) { comm_suite::bad_arguments(*world); }
+
+// The processes share one machine, hence one CLOCK_MONOTONIC: every true offset is 0, so what
+// measure_clock_offsets reports is its error, which must stay within its own bound (half the
+// shortest round trip). Prints the figures docs/pipeline.md quotes.
+TEST(MpiClocks, OffsetsOnOneMachineAreWithinHalfTheRoundTrip) {
+  std::vector<double> rtt;
+  const std::vector<double> off = measure_clock_offsets(*world, 16, &rtt);
+  ASSERT_EQ(off.size(), static_cast<size_t>(world->size()));
+  ASSERT_EQ(rtt.size(), off.size());
+  EXPECT_EQ(off[0], 0.0);
+  for (int r = 1; r < world->size(); ++r) {
+    EXPECT_GT(rtt[r], 0.0) << "rank " << r;
+    EXPECT_LE(std::fabs(off[r]), 0.5 * rtt[r] + 1e-9) << "rank " << r << ": offset " << off[r] << " s, round trip "
+                                                     << rtt[r] << " s";
+    if (world->rank() == 0)
+      std::printf("clock offset of rank %d: %+.2f us (true offset 0), shortest round trip %.2f us\n", r, 1e6 * off[r],
+                  1e6 * rtt[r]);
+  }
+}
 
 }  // namespace
 }  // namespace minipipe::parallel

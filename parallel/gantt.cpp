@@ -36,7 +36,8 @@ std::string gantt(const Program& program, const Simulation& sim, double slot) {
 
   // Ranks holding several chunks show the chunk in the label ("4F3"), others just "F3".
   std::vector<int> chunks_on(static_cast<size_t>(P), 0);
-  for (int c = 0; c < program.num_chunks; ++c) ++chunks_on[static_cast<size_t>(program.rank_of(c))];
+  for (int c = 0; c < program.num_chunks; ++c)
+    for (int r : program.ranks_of(c)) ++chunks_on[static_cast<size_t>(r)];
   auto label = [&](int r, const Action& a) {
     if (is_comm(a.op)) return std::string(a.op == Op::SEND_F || a.op == Op::SEND_B ? ">" : "<");
     std::string s = op_name(a.op) + std::to_string(a.microbatch);

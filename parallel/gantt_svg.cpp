@@ -60,7 +60,8 @@ std::string gantt_svg(const Program& program, const Simulation& sim, const SvgOp
   const auto x = [&](double t) { return kLeft + plot * t / span; };
   const double height = kTop + P * (kRow + kGap) + kAxis + kLegend;
   std::vector<int> chunks_on(static_cast<size_t>(P), 0);
-  for (int c = 0; c < program.num_chunks; ++c) ++chunks_on[static_cast<size_t>(program.rank_of(c))];
+  for (int c = 0; c < program.num_chunks; ++c)
+    for (int r : program.ranks_of(c)) ++chunks_on[static_cast<size_t>(r)];
 
   std::ostringstream os;
   os << "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << num(kWidth) << "\" height=\"" << num(height)

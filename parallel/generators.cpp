@@ -105,4 +105,52 @@ Program make_schedule(std::string_view name, int P, int M, int v) {
   return {};
 }
 
+Program replicated(std::string_view schedule, const std::vector<int>& replicas, int M) {
+  const int P = static_cast<int>(replicas.size());
+  check_sizes("stage replicas", P, M);
+  MP_CHECK(schedule == "1f1b" || schedule == "gpipe" || schedule == "forward",
+           "stage replicas run the 1f1b, gpipe or forward schedule, got '", schedule, "'");
+  int world = 0;
+  bool any = false;
+  for (int s = 0; s < P; ++s) {
+    const int R = replicas[static_cast<size_t>(s)];
+    MP_CHECK(R >= 1 && R <= M, "stage replicas: stage ", s, " has ", R, " replicas; it needs 1 to M = ", M,
+             " (a replica without a micro-batch would have nothing to do)");
+    world += R;
+    any = any || R > 1;
+  }
+  if (!any) return make_schedule(schedule, P, M);
+  Program p = Program::empty(world, P, M);
+  p.forward_only = schedule == "forward";
+  p.chunk_replicas.resize(static_cast<size_t>(P));
+  for (int s = 0, next = 0; s < P; ++s) {
+    for (int j = 0; j < replicas[static_cast<size_t>(s)]; ++j) p.chunk_replicas[static_cast<size_t>(s)].push_back(next++);
+    p.chunk_rank[static_cast<size_t>(s)] = p.chunk_replicas[static_cast<size_t>(s)].front();
+  }
+  for (int s = 0, downstream = world; s < P; downstream -= replicas[static_cast<size_t>(s)], ++s) {
+    const int R = replicas[static_cast<size_t>(s)];
+    const int limit = (downstream + R - 1) / R;  // micro-batches in flight on one replica
+    for (int j = 0; j < R; ++j) {
+      std::vector<int> mine;
+      for (int m = j; m < M; m += R) mine.push_back(m);
+      const int n = static_cast<int>(mine.size());
+      auto& list = p.on(p.chunk_replicas[static_cast<size_t>(s)][static_cast<size_t>(j)]);
+      auto F = [&](int i) { list.push_back({s, Op::F, mine[static_cast<size_t>(i)]}); };
+      auto B = [&](int i) { list.push_back({s, Op::B, mine[static_cast<size_t>(i)]}); };
+      if (schedule == "forward") {
+        for (int i = 0; i < n; ++i) F(i);
+      } else if (schedule == "gpipe") {
+        for (int i = 0; i < n; ++i) F(i);
+        for (int i = 0; i < n; ++i) B(i);
+      } else {
+        const int warmup = std::min(limit - 1, n);
+        for (int i = 0; i < warmup; ++i) F(i);
+        for (int i = 0; i < n - warmup; ++i) F(warmup + i), B(i);
+        for (int i = n - warmup; i < n; ++i) B(i);
+      }
+    }
+  }
+  return p;
+}
+
 }  // namespace minipipe::parallel

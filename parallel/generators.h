@@ -3,6 +3,7 @@
 #pragma once
 
 #include <string_view>
+#include <vector>
 
 #include "parallel/schedule.h"
 
@@ -32,5 +33,16 @@ Program forward_only(int P, int M, int v = 1);
 
 // By name, for command lines: "gpipe", "1f1b", "interleaved", "forward".
 Program make_schedule(std::string_view name, int P, int M, int v = 1);
+
+// Stage replicas in the spirit of PipeDream's 1F1B-RR: stage s runs on replicas[s] ranks, numbered
+// stage by stage (stage 0 on ranks 0 .. R_0 - 1, then stage 1's, ...), and micro-batch m goes to
+// replica m mod R_s of every stage, its F and B on the same replica. Each rank runs its own
+// micro-batches in order, in the pattern of `schedule`: "gpipe" (all F, then all B), "1f1b" (a
+// replica of stage s keeps at most ceil(W_s / R_s) micro-batches in flight, W_s = the ranks from
+// stage s to the last: P - s without replicas, plain 1F1B) or "forward" (F only). With every
+// R_s = 1 this is gpipe / one_f_one_b / forward_only itself. Needs R_s <= M (no idle replica).
+// Replicating the slowest stage R times divides its share of the step by R: the pipeline's pace
+// is max over stages of (F_s + B_s) / R_s per micro-batch.
+Program replicated(std::string_view schedule, const std::vector<int>& replicas, int M);
 
 }  // namespace minipipe::parallel

@@ -132,7 +132,7 @@ Program lower(const Program& in, const Costs& costs) {
       }
       const Action recv = matching_comm(send);
       const Action consumer{recv.chunk, a.op, a.microbatch};  // F(c+1, m) or B(c-1, m)
-      const int q = in.rank_of(recv.chunk);
+      const int q = in.rank_of(recv.chunk, recv.microbatch);
       const double hi = t_start[idx(consumer.op, consumer.chunk, consumer.microbatch)];
       MP_INTERNAL_ASSERT(hi >= t.end, "consumer ", to_string(consumer), " starts before its input");
       const double when = moment(r, q, t.end, hi);

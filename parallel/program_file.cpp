@@ -6,6 +6,8 @@
 //   chunks 8                     optional: C (default: one past the largest chunk used, at least P)
 //   microbatches 8               optional: M (default: one past the largest micro-batch used)
 //   placement 0 1 2 3 0 1 2 3    optional: the rank of each chunk (default: c on rank c mod P)
+//   replicas 0/1 2               optional, instead of placement: each chunk's replica ranks
+//                                (1F1B-RR: micro-batch m of chunk c on replica m mod R_c)
 //   forward_only                 optional: an inference program (F only)
 //   rank 0: 0F0 0F1 0B0 0B1      the actions of rank 0 in run order; repeated lines append
 #include <algorithm>
@@ -48,8 +50,15 @@ std::string to_string(const Program& p) {
   std::ostringstream os;
   os << "# minipipe pipeline program: one line per rank, actions in run order\n";
   os << "ranks " << p.num_ranks << "\nchunks " << p.num_chunks << "\nmicrobatches "
-     << p.num_microbatches << "\nplacement";
-  for (int r : p.chunk_rank) os << ' ' << r;
+     << p.num_microbatches << '\n';
+  if (p.replicated()) {
+    os << "replicas";
+    for (const std::vector<int>& rs : p.chunk_replicas)
+      for (size_t i = 0; i < rs.size(); ++i) os << (i == 0 ? " " : "/") << rs[i];
+  } else {
+    os << "placement";
+    for (int r : p.chunk_rank) os << ' ' << r;
+  }
   os << '\n';
   if (p.forward_only) os << "forward_only\n";
   for (size_t r = 0; r < p.actions.size(); ++r) {
@@ -64,6 +73,7 @@ Program parse_program(std::string_view text, const std::string& source) {
   int ranks = -1, chunks = -1, microbatches = -1;
   bool forward_only = false;
   std::vector<int> placement;
+  std::vector<std::vector<int>> replicas;
   struct RankLine {
     int rank;
     int line;
@@ -116,16 +126,31 @@ Program parse_program(std::string_view text, const std::string& source) {
       MP_CHECK(tokens.size() == 1, where, "'forward_only' takes no value");
       forward_only = true;
     } else if (key == "placement") {
-      MP_CHECK(placement.empty(), where, "'placement' given twice");
+      MP_CHECK(placement.empty() && replicas.empty(), where, "'placement' given twice, or with 'replicas'");
       MP_CHECK(tokens.size() >= 2, where, "'placement' needs the rank of each chunk");
       for (size_t i = 1; i < tokens.size(); ++i) {
         MP_CHECK(to_int(tokens[i]) >= 0, where, "placement token ", i, " '", tokens[i],
                  "' is not a rank number");
         placement.push_back(to_int(tokens[i]));
       }
+    } else if (key == "replicas") {
+      MP_CHECK(replicas.empty() && placement.empty(), where, "give 'replicas' once, and not with 'placement'");
+      MP_CHECK(tokens.size() >= 2, where, "'replicas' needs each chunk's ranks (e.g. 'replicas 0/1 2')");
+      for (size_t i = 1; i < tokens.size(); ++i) {
+        std::vector<int> rs;
+        std::string_view tok = tokens[i];
+        for (size_t start = 0; start <= tok.size();) {
+          const size_t slash = std::min(tok.find('/', start), tok.size());
+          const int r = to_int(std::string(tok.substr(start, slash - start)));
+          MP_CHECK(r >= 0, where, "replicas token ", i, " '", tokens[i], "' is not ranks joined by '/'");
+          rs.push_back(r);
+          start = slash + 1;
+        }
+        replicas.push_back(std::move(rs));
+      }
     } else {
       MP_CHECK(false, where, "unknown line '", key,
-               "' (expected ranks, chunks, microbatches, placement, forward_only or 'rank R:')");
+               "' (expected ranks, chunks, microbatches, placement, replicas, forward_only or 'rank R:')");
     }
   }
 
@@ -149,6 +174,14 @@ Program parse_program(std::string_view text, const std::string& source) {
     for (int r : placement)
       MP_CHECK(r < ranks, source, ": placement names rank ", r, " but there are ", ranks);
     p.chunk_rank = placement;
+  }
+  if (!replicas.empty()) {
+    MP_CHECK(static_cast<int>(replicas.size()) == chunks, source, ": 'replicas' lists ", replicas.size(),
+             " chunks but the program has ", chunks);
+    for (const std::vector<int>& rs : replicas)
+      for (int r : rs) MP_CHECK(r < ranks, source, ": replicas name rank ", r, " but there are ", ranks);
+    for (int c = 0; c < chunks; ++c) p.chunk_rank[static_cast<size_t>(c)] = replicas[static_cast<size_t>(c)].front();
+    p.chunk_replicas = std::move(replicas);
   }
   for (RankLine& rl : rank_lines)
     for (const Action& a : rl.actions) p.on(rl.rank).push_back(a);

@@ -41,22 +41,46 @@ Action matching_comm(const Action& a);
 // One action list per rank, run in order. The model is cut into `num_chunks` chunks (P for plain
 // pipelines, P·v when each rank holds v interleaved chunks); chunk c lives on rank chunk_rank[c]
 // (c mod P by default) and the last chunk computes the loss.
+//
+// Stage replicas (PipeDream's 1F1B-RR): when chunk_replicas is set, chunk c runs on the ranks
+// chunk_replicas[c] — micro-batch m on chunk_replicas[c][m mod R_c], each micro-batch's F and B on
+// the same replica — and chunk_rank[c] is the first of them. Replicated chunks share no rank.
 struct Program {
   int num_ranks = 1;
   int num_chunks = 1;
   int num_microbatches = 1;
   bool forward_only = false;  // inference: F only, no B / W
   std::vector<int> chunk_rank;
+  std::vector<std::vector<int>> chunk_replicas;  // empty: one rank per chunk (chunk_rank)
   std::vector<std::vector<Action>> actions;
 
   // P ranks, C chunks placed round-robin (chunk c on rank c mod P), M micro-batches, no actions.
   static Program empty(int ranks, int chunks, int microbatches);
 
+  // The rank of chunk c (its first replica when replicated).
   int rank_of(int chunk) const { return chunk_rank[static_cast<size_t>(chunk)]; }
+  // The rank that runs micro-batch m of chunk c.
+  int rank_of(int chunk, int microbatch) const {
+    if (chunk_replicas.empty()) return rank_of(chunk);
+    const std::vector<int>& r = chunk_replicas[static_cast<size_t>(chunk)];
+    return r[static_cast<size_t>(microbatch) % r.size()];
+  }
+  bool replicated() const { return !chunk_replicas.empty(); }
+  // Every rank chunk c runs on: {chunk_rank[c]}, or its replicas.
+  std::vector<int> ranks_of(int chunk) const {
+    return replicated() ? chunk_replicas[static_cast<size_t>(chunk)] : std::vector<int>{rank_of(chunk)};
+  }
+  // Whether `rank` runs chunk c (for some micro-batch).
+  bool runs_on(int rank, int chunk) const {
+    for (int r : ranks_of(chunk))
+      if (r == rank) return true;
+    return false;
+  }
   std::vector<Action>& on(int rank) { return actions[static_cast<size_t>(rank)]; }
   const std::vector<Action>& on(int rank) const { return actions[static_cast<size_t>(rank)]; }
   // Whether the data flowing from chunk c to chunk c+1 (and the gradient coming back) has to
-  // cross ranks; false past the last chunk and when both chunks share a rank.
+  // cross ranks; false past the last chunk and when both chunks share a rank (never, for
+  // replicated chunks, whose rank sets are disjoint).
   bool crosses(int chunk) const {
     return chunk + 1 < num_chunks && rank_of(chunk) != rank_of(chunk + 1);
   }

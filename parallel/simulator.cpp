@@ -121,7 +121,7 @@ class Sim {
             record(r, *a, start, start + cost(*a));
           } else {  // a rendezvous: both halves must be at the head of their ranks
             const Action peer = matching_comm(*a);
-            const int q = p_.rank_of(peer.chunk);
+            const int q = p_.rank_of(peer.chunk, peer.microbatch);
             const Action* h = head(q);
             if (!h || !(*h == peer)) break;
             const int left = (a->op == Op::SEND_F || a->op == Op::RECV_B) ? a->chunk : peer.chunk;

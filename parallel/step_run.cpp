@@ -22,10 +22,10 @@ class Runner {
 
   bool well_formed(int r, const Action& a) const {
     if (a.chunk < 0 || a.chunk >= C_ || a.microbatch < 0 || a.microbatch >= M_) return false;
-    if (p_.rank_of(a.chunk) != r) return false;
+    if (p_.rank_of(a.chunk, a.microbatch) != r) return false;
     if (!is_comm(a.op)) return true;
     const Action peer = matching_comm(a);
-    if (peer.chunk < 0 || peer.chunk >= C_ || p_.rank_of(peer.chunk) == r) return false;
+    if (peer.chunk < 0 || peer.chunk >= C_ || p_.rank_of(peer.chunk, peer.microbatch) == r) return false;
     return !(p_.forward_only && (a.op == Op::SEND_B || a.op == Op::RECV_B));
   }
 
@@ -89,7 +89,7 @@ class Runner {
           fire[static_cast<size_t>(r)] = any = true;
         } else if (a->op == Op::SEND_F || a->op == Op::SEND_B) {  // the sender drives the pair
           const Action peer = matching_comm(*a);
-          const int q = p_.rank_of(peer.chunk);
+          const int q = p_.rank_of(peer.chunk, peer.microbatch);
           const Action* h = head(run, q);
           if (h && *h == peer)
             fire[static_cast<size_t>(r)] = fire[static_cast<size_t>(q)] = any = true;
@@ -129,11 +129,11 @@ class Runner {
       std::string msg = when + "rank " + std::to_string(r) + " waits at " + to_string(*a);
       std::vector<Action> need = missing_inputs(*a);
       if (!need.empty()) {
-        const int q = p_.rank_of(need.front().chunk);
+        const int q = p_.rank_of(need.front().chunk, need.front().microbatch);
         msg += " for " + to_string(need.front()) + " (" + where_is(run, q) + ")";
       } else if (is_comm(a->op)) {
         const Action peer = matching_comm(*a);
-        msg += " for " + to_string(peer) + " (" + where_is(run, p_.rank_of(peer.chunk)) + ")";
+        msg += " for " + to_string(peer) + " (" + where_is(run, p_.rank_of(peer.chunk, peer.microbatch)) + ")";
       }
       out.push_back({Rule::Deadlock, r, run.pc[static_cast<size_t>(r)], msg});
     }

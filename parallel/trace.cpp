@@ -109,7 +109,7 @@ double closed_form_bubble(const Program& p) {
   bool round_robin = C % P == 0;
   for (int c = 0; c < C; ++c) round_robin = round_robin && p.rank_of(c) == c % P;
   const int v = C / std::max(P, 1);
-  if (!round_robin || p.forward_only || !(v == 1 || M % P == 0)) return -1.0;
+  if (!round_robin || p.replicated() || p.forward_only || !(v == 1 || M % P == 0)) return -1.0;
   return static_cast<double>(P - 1) / (v * M + P - 1);
 }
 

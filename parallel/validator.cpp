@@ -98,10 +98,13 @@ class Checker {
                  s() + ": micro-batch " + std::to_string(a.microbatch) + " does not exist (" +
                      std::to_string(M_) + " micro-batches)");
     // A misplaced action still counts as present, so it is reported once, not also as missing.
-    if (p_.rank_of(a.chunk) != r)
+    if (p_.rank_of(a.chunk, a.microbatch) != r)
       add(Rule::Placement, r, i,
-          s() + ": chunk " + std::to_string(a.chunk) + " lives on rank " +
-              std::to_string(p_.rank_of(a.chunk)));
+          s() + ": " +
+              (p_.replicated() ? "micro-batch " + std::to_string(a.microbatch) + " of chunk " +
+                                     std::to_string(a.chunk) + " runs on rank "
+                               : "chunk " + std::to_string(a.chunk) + " lives on rank ") +
+              std::to_string(p_.rank_of(a.chunk, a.microbatch)));
     else if (is_comm(a.op) && !comm_needed(a))
       return add(Rule::Matching, r, i,
                  s() + ": no message is needed here (" + why_no_message(a) + ")");
@@ -149,14 +152,14 @@ class Checker {
     if (s.present() && !r.present())
       add_at(Rule::Matching, s,
              act(sc, send_op, m) + " on rank " + std::to_string(s.rank) + " has no matching " +
-                 act(rc, recv_op, m) + " on rank " + std::to_string(p_.rank_of(rc)));
+                 act(rc, recv_op, m) + " on rank " + std::to_string(p_.rank_of(rc, m)));
     if (!s.present() && r.present())
       add_at(Rule::Matching, r,
              act(rc, recv_op, m) + " on rank " + std::to_string(r.rank) + " has no matching " +
-                 act(sc, send_op, m) + " on rank " + std::to_string(p_.rank_of(sc)));
+                 act(sc, send_op, m) + " on rank " + std::to_string(p_.rank_of(sc, m)));
     if (!s.present() && !r.present())
       add_at(Rule::Matching, at(consumer, cc, m),
-             act(cc, consumer, m) + " needs data from rank " + std::to_string(p_.rank_of(sc)) +
+             act(cc, consumer, m) + " needs data from rank " + std::to_string(p_.rank_of(sc, m)) +
                  " but the lowered program has no " + act(sc, send_op, m) + " / " +
                  act(rc, recv_op, m) + " pair");
   }
@@ -166,9 +169,9 @@ class Checker {
     Where& b = at(Op::B, c, m);
     Where& w = at(Op::W, c, m);
     const bool training = !p_.forward_only, uses_w = uses_w_;
-    const std::string home = " on rank " + std::to_string(p_.rank_of(c));
+    const std::string home = " on rank " + std::to_string(p_.rank_of(c, m));
     if (!f.present())
-      add(Rule::Count, p_.rank_of(c), -1,
+      add(Rule::Count, p_.rank_of(c, m), -1,
           "missing " + act(c, Op::F, m) + home +
               ": every (chunk, micro-batch) runs F exactly once");
     if (!training && b.present())
@@ -233,6 +236,32 @@ bool check_shape(const Program& p, ValidationReport& rep) {
       if (p.rank_of(c) < 0 || p.rank_of(c) >= p.num_ranks)
         bad("chunk " + std::to_string(c) + " is placed on rank " + std::to_string(p.rank_of(c)) +
             ", which does not exist");
+  if (rep.violations.empty() && p.replicated()) {
+    // Replicas: one non-empty list per chunk, first = chunk_rank, every rank in one list at most.
+    std::vector<int> holder(static_cast<size_t>(p.num_ranks), -1);
+    if (static_cast<int>(p.chunk_replicas.size()) != p.num_chunks)
+      bad("the replica lists are " + std::to_string(p.chunk_replicas.size()) + " for " +
+          std::to_string(p.num_chunks) + " chunks");
+    else
+      for (int c = 0; c < p.num_chunks && rep.violations.empty(); ++c) {
+        const std::vector<int>& rs = p.chunk_replicas[static_cast<size_t>(c)];
+        if (rs.empty() || rs.front() != p.rank_of(c))
+          bad("chunk " + std::to_string(c) + "'s replicas must start with its rank " + std::to_string(p.rank_of(c)));
+        for (int r : rs) {
+          if (r < 0 || r >= p.num_ranks) {
+            bad("chunk " + std::to_string(c) + " has a replica on rank " + std::to_string(r) + ", which does not exist");
+            break;
+          }
+          int& h = holder[static_cast<size_t>(r)];
+          if (h >= 0) {
+            bad("rank " + std::to_string(r) + " is a replica of chunk " + std::to_string(h) + " and of chunk " +
+                std::to_string(c) + ": replicated chunks share no rank");
+            break;
+          }
+          h = c;
+        }
+      }
+  }
   return rep.violations.empty();
 }
 

@@ -24,7 +24,8 @@ minipipe_sanitizer_build build-asan MINIPIPE_SANITIZE tests
   ctest --output-on-failure -j "$(nproc)" ${ctest_args[@]+"${ctest_args[@]}"})
 
 echo "== ThreadSanitizer: the local communicator, executor, data-parallel and allocator tests (build-tsan/) =="
-tsan_tests=(test_comm test_pipe test_pipeline_equivalence test_pipeline_memory test_data_parallel test_allocator)
+tsan_tests=(test_comm test_pipe test_pipeline_equivalence test_pipeline_memory test_data_parallel test_allocator
+            test_stage_replicas_pipe)
 minipipe_sanitizer_build build-tsan MINIPIPE_TSAN "${tsan_tests[@]}"
 for t in "${tsan_tests[@]}"; do
   echo "-- $t"

@@ -64,12 +64,12 @@ Executor::Executor(Program program, int rank, std::vector<Chunk> chunks, Communi
   local_.assign(static_cast<size_t>(C), -1);
   for (size_t i = 0; i < chunks_.size(); ++i) {
     const int c = chunks_[i].index;
-    MP_CHECK(c >= 0 && c < C && program_.rank_of(c) == rank_, "executor: chunk ", c, " does not live on rank ", rank_);
+    MP_CHECK(c >= 0 && c < C && program_.runs_on(rank_, c), "executor: chunk ", c, " does not live on rank ", rank_);
     MP_CHECK(chunks_[i].module && chunks_[i].random, "executor: chunk ", c, " has no module or random context");
     local_[static_cast<size_t>(c)] = static_cast<int>(i);
   }
   for (int c = 0; c < C; ++c)
-    MP_CHECK(program_.rank_of(c) != rank_ || local_[static_cast<size_t>(c)] >= 0, "executor: rank ", rank_,
+    MP_CHECK(!program_.runs_on(rank_, c) || local_[static_cast<size_t>(c)] >= 0, "executor: rank ", rank_,
              " runs chunk ", c, " but was not given it");
 }
 
@@ -257,7 +257,7 @@ void Executor::backward_action(Run& r, int c, int m) {
 void Executor::send_forward(Run& r, int c, int m) {
   const Action a{c, Op::SEND_F, m};
   Tensor y = take(out_f_[at(c, m)], "output to send", a);
-  comm_.send(y, program_.rank_of(c + 1), forward_tag(c, m), to_string(a));
+  comm_.send(y, program_.rank_of(c + 1, m), forward_tag(c, m), to_string(a));
   if (r.loss == nullptr) return;
   // Sent: keep only what backward needs of the output (its autograd node), and measure what that frees.
   Stash& s = stash_[at(c, m)];
@@ -272,20 +272,21 @@ void Executor::recv_forward(int c, int m, int rows) {
   const Action a{c, Op::RECV_F, m};
   TensorSpec want = input_specs_[static_cast<size_t>(c)];
   want.shape.insert(want.shape.begin(), rows);
-  in_f_[at(c, m)] = comm_.recv(want, program_.rank_of(c - 1), forward_tag(c - 1, m), to_string(a));
+  in_f_[at(c, m)] = comm_.recv(want, program_.rank_of(c - 1, m), forward_tag(c - 1, m), to_string(a));
   received_[at(c, m)] = true;
 }
 
 void Executor::send_backward(int c, int m) {
   const Action a{c, Op::SEND_B, m};
-  comm_.send(take(out_b_[at(c, m)], "input gradient to send", a), program_.rank_of(c - 1), backward_tag(c, m),
+  comm_.send(take(out_b_[at(c, m)], "input gradient to send", a), program_.rank_of(c - 1, m), backward_tag(c, m),
              to_string(a));
 }
 
 void Executor::recv_backward(int c, int m) {
   const Action a{c, Op::RECV_B, m};
   const Stash& s = stash_[at(c, m)];
-  in_b_[at(c, m)] = comm_.recv({s.out_shape, s.out_dtype}, program_.rank_of(c + 1), backward_tag(c + 1, m), to_string(a));
+  in_b_[at(c, m)] = comm_.recv({s.out_shape, s.out_dtype}, program_.rank_of(c + 1, m), backward_tag(c + 1, m),
+                               to_string(a));
 }
 
 }  // namespace minipipe::parallel

@@ -67,8 +67,23 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
            "Pipe: unknown schedule '", opts_.schedule, "' (expected gpipe, 1f1b or interleaved)");
   MP_CHECK(v == 1 || opts_.schedule == "interleaved", "Pipe: --virtual ", v, " needs --schedule interleaved, got ",
            opts_.schedule);
-  MP_CHECK(comm_.size() == P, "Pipe: --stages ", P, " needs a communicator of ", P, " ranks, got ", comm_.size(),
-           std::string(comm_.backend()) == "mpi" ? " (run mpirun -np " + std::to_string(P) + ")" : "");
+  const bool rr = !opts_.stage_replicas.empty();
+  int world = P;
+  if (rr) {
+    MP_CHECK(static_cast<int>(opts_.stage_replicas.size()) == P, "Pipe: --stage-replicas lists ",
+             opts_.stage_replicas.size(), " stages but --stages is ", P);
+    MP_CHECK(opts_.schedule == "1f1b" || opts_.schedule == "gpipe", "Pipe: stage replicas run gpipe or 1f1b, got ",
+             opts_.schedule);
+    MP_CHECK(opts_.replicas == nullptr, "Pipe: stage replicas and data-parallel replicas (--dp) do not combine");
+    world = 0;
+    for (int R : opts_.stage_replicas) {
+      MP_CHECK(R >= 1, "Pipe: every stage needs at least one replica, got ", R);
+      world += R;
+    }
+  }
+  MP_CHECK(comm_.size() == world, "Pipe: ", rr ? "the stage replicas need" : "--stages " + std::to_string(P) + " needs",
+           " a communicator of ", world, " ranks, got ", comm_.size(),
+           std::string(comm_.backend()) == "mpi" ? " (run mpirun -np " + std::to_string(world) + ")" : "");
   MP_CHECK(C <= L, "Pipe: cannot cut a model of ", L, " layers into ", C, " chunks (", P, " stages x ", v,
            " virtual chunks): every chunk needs at least one layer");
   MP_CHECK(opts_.partition == "uniform" || opts_.partition == "params" || opts_.partition == "time",
@@ -83,12 +98,18 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
   fields << "stages=" << P << " microbatches=" << M << " schedule=" << opts_.schedule << " virtual=" << v
          << " checkpoint=" << checkpoint_name(opts_.checkpoint) << " partition=" << opts_.partition
          << " seed=" << opts_.seed << " layers=" << L << " parameters=" << model_->num_parameters()
-         << " parameter_names=" << names << " " << opts_.fingerprint;
+         << " parameter_names=" << names << " stage_replicas=" << shape_str(Shape(opts_.stage_replicas.begin(), opts_.stage_replicas.end()))
+         << " " << opts_.fingerprint;
   check_same_on_all_ranks(comm_, fields.str(), "pipeline options");
 
   // The schedule: generated, lowered (sends and receives that cannot deadlock), validated.
-  program_ = lower(make_schedule(opts_.schedule, P, M, v));
+  program_ = lower(rr ? replicated(opts_.schedule, opts_.stage_replicas, M) : make_schedule(opts_.schedule, P, M, v));
   validate(program_);
+  if (program_.replicated()) {  // each stage's replicas sum their gradients after every step
+    int stage = 0;
+    while (!program_.runs_on(rank(), stage)) ++stage;
+    stage_comm_ = comm_.split(stage, rank());
+  }
   MP_CHECK(2 * C * M < kCheckpointTag, "Pipe: ", C, " chunks x ", M, " micro-batches need more message tags than a "
                                                                     "communicator has");
 
@@ -155,7 +176,7 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
 
   // This rank's chunks: slices sharing the model's layers, each with its own random context.
   for (int c = 0; c < C; ++c) {
-    if (program_.rank_of(c) != rank()) continue;
+    if (!program_.runs_on(rank(), c)) continue;
     Chunk ch{c, model_->slice(partition_.begin(c), partition_.end(c)), std::make_shared<RandomContext>(opts_.seed)};
     ch.random->generator.manual_seed(mix64(opts_.seed + static_cast<uint64_t>(c) + 1));
     ch.module->set_random_context(ch.random);
@@ -188,8 +209,9 @@ std::vector<TensorSpec> Pipe::infer_specs(const Tensor& inputs) {
     MP_CHECK(y.dim() >= 1 && y.size(0) == 1, "Pipe: chunk ", c, " maps one row to ", shape_str(y.sizes()),
              "; every layer must keep dim 0 as the batch dim");
     if (c + 1 == C) continue;
-    if (program_.crosses(c)) comm_.send(encode(per_row(y)), program_.rank_of(c + 1), spec_tag(c + 1));
-    else specs[static_cast<size_t>(c + 1)] = per_row(y);
+    if (!program_.crosses(c)) specs[static_cast<size_t>(c + 1)] = per_row(y);
+    else if (program_.rank_of(c) == rank())  // a stage's first replica tells every replica of the next
+      for (int q : program_.ranks_of(c + 1)) comm_.send(encode(per_row(y)), q, spec_tag(c + 1));
   }
   return specs;
 }
@@ -218,18 +240,63 @@ double Pipe::train_step(const Tensor& inputs, const Tensor& targets, int64_t fir
   MP_CHECK(first_row >= 0, "Pipe::train_step: first_row must be >= 0, got ", first_row);
   const double sum = train_exec_->train_step(split(inputs, targets, M, first_row), opts_.loss, step_);
   peak_stash_ = std::max(peak_stash_, train_exec_->peak_stash_bytes());
-  // The last stage knows the loss; every rank reports it.
   ++step_;
   if (comm_.size() == 1) return sum / M;
+  if (stage_comm_) {
+    sum_replica_gradients();
+    // Each replica of the last stage knows the loss of its micro-batches: add them up.
+    Tensor loss = full({1}, program_.runs_on(rank(), program_.num_chunks - 1) ? sum / M : 0.0, DType::Float64);
+    comm_.all_reduce(loss);
+    return loss.item();
+  }
+  // The last stage knows the loss; every rank reports it.
   Tensor loss = full({1}, rank() == last_rank() ? sum / M : 0.0, DType::Float64);
   comm_.broadcast(loss, last_rank());
   return loss.item();
+}
+
+void Pipe::sum_replica_gradients() {
+  // Every replica's gradients hold its own micro-batches' share (each loss scaled by 1/M): summed
+  // over the stage's replicas they are the whole batch's, the same on every replica, so the
+  // replicas' optimizers keep their weights equal. One flat buffer, one all-reduce.
+  std::vector<Tensor> params = parameters();
+  int64_t n = 0;
+  for (const Tensor& p : params) n += p.numel();
+  if (n == 0) return;
+  DType dtype = params.front().dtype();
+  for (const Tensor& p : params)
+    MP_CHECK(p.dtype() == dtype, "Pipe: stage replicas need every parameter of a stage in one dtype, got ",
+             dtype_name(dtype), " and ", dtype_name(p.dtype()));
+  Tensor flat = zeros({n}, dtype);
+  int64_t at = 0;
+  for (const Tensor& p : params) {
+    if (p.grad().defined()) ops::copy_(ops::narrow(flat, 0, at, p.numel()), ops::reshape(p.grad(), {-1}));
+    at += p.numel();
+  }
+  stage_comm_->all_reduce(flat);
+  at = 0;
+  for (Tensor p : params) {
+    Tensor g = ops::reshape(ops::narrow(flat, 0, at, p.numel()), p.sizes());
+    if (p.grad().defined()) ops::copy_(p.mutable_grad(), g);
+    else p.mutable_grad() = ops::contiguous(g);
+    at += p.numel();
+  }
 }
 
 Executor& Pipe::forward_executor(int M, const std::vector<TensorSpec>& specs) {
   auto it = forward_execs_.find(M);
   if (it == forward_execs_.end()) {
     Program p = lower(forward_only(opts_.stages, M, opts_.virtual_chunks));
+    if (program_.replicated()) {
+      // Inference runs on each stage's first replica; the other replicas sit it out.
+      Program on_firsts = Program::empty(comm_.size(), p.num_chunks, M);
+      on_firsts.forward_only = true;
+      for (int c = 0; c < p.num_chunks; ++c) {
+        on_firsts.chunk_rank[static_cast<size_t>(c)] = program_.rank_of(c);
+        on_firsts.on(program_.rank_of(c)) = p.on(c);
+      }
+      p = std::move(on_firsts);
+    }
     validate(p);
     it = forward_execs_.emplace(M, std::make_unique<Executor>(p, rank(), chunks_, comm_, opts_.checkpoint, specs)).first;
   }
@@ -271,8 +338,9 @@ double Pipe::evaluate(const Tensor& inputs, const Tensor& targets,
 double Pipe::clip_grad_norm_(double max_norm) {
   MP_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
   const std::vector<Tensor> params = parameters();
-  Tensor sq = full({1}, optim::grad_norm_squared(params), DType::Float64);
-  comm_.all_reduce(sq);  // every stage's share of the squared norm
+  // Every stage's share of the squared norm, once per stage (its replicas hold the same gradients).
+  Tensor sq = full({1}, counts_for_stage() ? optim::grad_norm_squared(params) : 0.0, DType::Float64);
+  comm_.all_reduce(sq);
   const double norm = std::sqrt(sq.item());
   optim::clip_grads_to(params, norm, max_norm);
   return norm;
@@ -304,7 +372,7 @@ template <typename Fn>
 void Pipe::for_each_local_tensor(int owner, Fn fn) const {
   // Rank `owner`'s parameters and buffers, chunk by chunk: the order both ends of a transfer use.
   for (int c = 0; c < program_.num_chunks; ++c) {
-    if (program_.rank_of(c) != owner) continue;
+    if (!program_.runs_on(owner, c)) continue;
     auto slice = model_->slice(partition_.begin(c), partition_.end(c));
     for (const auto& [name, t] : slice->named_parameters()) fn(name, t);
     for (const auto& [name, t] : slice->named_buffers())
@@ -314,8 +382,10 @@ void Pipe::for_each_local_tensor(int owner, Fn fn) const {
 
 void Pipe::gather() {
   // Into rank 0's copy of the whole model (under `local` the very same tensors: a harmless copy).
+  // From each stage's first replica (the others hold the same weights).
   if (rank() == 0) {
-    for (int r = 1; r < opts_.stages; ++r) {
+    for (int r = 1; r < comm_.size(); ++r) {
+      if (!counts_as_owner(r)) continue;
       int tag = kCheckpointTag;  // each rank numbers its tensors from the same first tag
       for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
         Tensor got = comm_.recv({t.sizes(), t.dtype()}, r, tag++, "checkpoint tensor '" + name + "'");
@@ -323,7 +393,7 @@ void Pipe::gather() {
         ops::copy_(t, got);
       });
     }
-  } else {
+  } else if (counts_as_owner(rank())) {
     int tag = kCheckpointTag;
     for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
       comm_.send(t.detach(), 0, tag++, "checkpoint tensor '" + name + "'");
@@ -350,7 +420,7 @@ void Pipe::load(const std::string& path) {
   error = all_gather_strings(comm_, error)[0];
   MP_CHECK(error.empty(), error, rank() == 0 ? "" : " (read by rank 0)");
   if (rank() == 0) {
-    for (int r = 1; r < opts_.stages; ++r) {
+    for (int r = 1; r < comm_.size(); ++r) {  // to every rank, stage replicas included
       int tag = kCheckpointTag;
       for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
         comm_.send(t.detach(), r, tag++, "checkpoint tensor '" + name + "'");
@@ -377,10 +447,21 @@ std::string Pipe::describe() const {
      << (costs_.output_bytes.empty() ? "" : "; cut bytes per micro-batch") << "\n";
   os << report(partition_, costs_).table();
   // The schedule with equal F and B costs: its bubble and how many micro-batches each rank holds.
-  const Simulation sim = simulate(make_schedule(opts_.schedule, P, M, v), Costs::uniform(C, 1.0, 1.0));
+  const bool rr = program_.replicated();
+  const Simulation sim = simulate(rr ? replicated(opts_.schedule, opts_.stage_replicas, M) : make_schedule(opts_.schedule, P, M, v),
+                                  Costs::uniform(C, 1.0, 1.0));
   const RankStats& r0 = sim.ranks[0];
-  os << "schedule " << opts_.schedule << ": " << P << (P == 1 ? " rank, " : " ranks, ") << M << " micro-batches"
-     << (v > 1 ? ", " + std::to_string(v) + " chunks per rank" : "") << ", checkpoint "
+  os << "schedule " << opts_.schedule << ": " << P << (rr ? (P == 1 ? " stage, " : " stages, ") : (P == 1 ? " rank, " : " ranks, "))
+     << M << " micro-batches"
+     << (v > 1 ? ", " + std::to_string(v) + " chunks per rank" : "");
+  if (rr) {
+    os << ", stage replicas (1F1B-RR: micro-batch m on replica m mod R) on ranks";
+    for (int c = 0; c < C; ++c) {
+      const std::vector<int> ranks = program_.ranks_of(c);
+      for (size_t i = 0; i < ranks.size(); ++i) os << (i == 0 ? " " : "/") << ranks[i];
+    }
+  }
+  os << ", checkpoint "
      << checkpoint_name(opts_.checkpoint) << "; " << program_.num_actions() << " actions after lowering\n";
   os << "  with equal F and B: bubble " << std::fixed << std::setprecision(1) << 100 * r0.bubble_of_total
      << "% of the step on rank 0 (" << 100 * r0.bubble_over_ideal << "% over ideal); micro-batches in flight per rank:";

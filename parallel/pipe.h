@@ -35,6 +35,9 @@ struct PipeOptions {
   std::string fingerprint{};           // more "key=value" fields every rank must agree on (flags)
   Communicator* replicas = nullptr;    // this stage's data-parallel replicas (grid.h), if any: the
                                        // profiled cut is replica 0's, so every replica cuts alike
+  std::vector<int> stage_replicas{};   // 1F1B-RR: ranks per stage (empty: one each). Stage s runs on
+                                       // R_s ranks, numbered stage by stage; micro-batch m on replica
+                                       // m mod R_s; the communicator has sum(R_s) ranks. gpipe or 1f1b.
 };
 
 class Pipe {
@@ -83,8 +86,12 @@ class Pipe {
   int stages() const { return opts_.stages; }
   int microbatches() const { return opts_.microbatches; }
   int num_chunks() const { return program_.num_chunks; }
+  // The last stage's rank (its first replica): where predict() returns the output.
   int last_rank() const { return program_.rank_of(program_.num_chunks - 1); }
   bool is_last_stage() const { return rank() == last_rank(); }
+  // With stage replicas: the ranks of this rank's stage (gradients are summed over them after every
+  // step); null otherwise.
+  Communicator* stage_group() const { return stage_comm_.get(); }
   uint64_t step() const { return step_; }
   const PipeOptions& options() const { return opts_; }
   const Partition& partition() const { return partition_; }
@@ -102,6 +109,14 @@ class Pipe {
   Executor& forward_executor(int M, const std::vector<TensorSpec>& specs);
   template <typename Fn>
   void for_each_local_tensor(int owner, Fn fn) const;
+  void sum_replica_gradients();
+  bool counts_for_stage() const { return !stage_comm_ || stage_comm_->rank() == 0; }
+  // Whether rank r is the first rank of some chunk (gather() collects from those).
+  bool counts_as_owner(int r) const {
+    for (int c = 0; c < program_.num_chunks; ++c)
+      if (program_.rank_of(c) == r) return true;
+    return false;
+  }
 
   std::shared_ptr<nn::Sequential> model_;
   Communicator& comm_;
@@ -110,6 +125,7 @@ class Pipe {
   LayerCosts costs_;  // per layer, for describe(): profiled seconds (time) or parameters
   Program program_;
   std::vector<Chunk> chunks_;
+  std::unique_ptr<Communicator> stage_comm_;  // stage replicas: this stage's ranks
   std::unique_ptr<Executor> train_exec_;
   std::map<int, std::unique_ptr<Executor>> forward_execs_;  // by micro-batch count
   std::vector<std::pair<TensorSpec, std::vector<TensorSpec>>> specs_;  // by the inputs' per-row spec

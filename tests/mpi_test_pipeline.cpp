@@ -59,6 +59,35 @@ TEST_P(MpiEquivalence, OneStepGivesTheSingleDeviceLossAndGradients) {
   EXPECT_EQ(total.item(), static_cast<double>(model->parameters().size()));
 }
 
+// Stage replicas (1F1B-RR) across processes: -np 3 runs stages {2, 1}, -np 4 runs {1, 2, 1}.
+TEST(MpiStageReplicas, OneStepGivesTheSingleDeviceLossAndGradients) {
+  const int W = world->size();
+  if (W < 3) GTEST_SKIP() << "stage replicas need 3 ranks or more";
+  const std::vector<int> replicas = W == 3 ? std::vector<int>{2, 1} : std::vector<int>{1, W - 2, 1};
+  for (ModelKind m : {ModelKind::Mlp, ModelKind::Gpt}) {
+    const auto loss = test_util::loss_of(m);
+    const auto batch = test_util::make_batch(m, DType::Float64, 8, 3);
+    test_util::Reference ref(m, DType::Float64, 0.2, 7, 99);
+    const double ref_loss = ref.forward_backward(batch, loss, 0);
+    const auto ref_grads = test_util::grads_by_name(*ref.model);
+    auto model = test_util::build_model(m, DType::Float64, 0.2, 7);
+    PipeOptions o;
+    o.stages = static_cast<int>(replicas.size());
+    o.microbatches = 4;
+    o.checkpoint = Checkpoint::ExceptLast;
+    o.seed = 99;
+    o.loss = loss;
+    o.stage_replicas = replicas;
+    Pipe pipe(model, *world, o);
+    const double got = pipe.train_step(batch.x, batch.y);
+    EXPECT_LE(std::abs(got - ref_loss), 1e-12 * std::abs(ref_loss)) << "rank " << world->rank();
+    for (const auto& [name, t] : pipe.local_layers()->named_parameters()) {
+      ASSERT_TRUE(t.grad().defined()) << name;
+      EXPECT_LE(test_util::rel_diff(t.grad(), ref_grads.at(name)), 1e-12) << name << " on rank " << world->rank();
+    }
+  }
+}
+
 std::vector<Case> cases() {
   std::vector<Case> out;
   for (ModelKind m : {ModelKind::Mlp, ModelKind::Gpt})

@@ -38,6 +38,7 @@ struct Op {
   std::function<double(int64_t r, int64_t c)> bytes;
   std::function<Tensor(const Tensor& x, const Tensor& y, const Tensor& bias)> run;
   Copy copy = Copy::none;
+  bool positive = false;  // inputs in (0, 3] rather than [-3, 3] (log's domain)
 };
 
 std::vector<Op> op_table() {
@@ -62,12 +63,20 @@ std::vector<Op> op_table() {
        [](const Tensor& x, const Tensor&, const Tensor&) { return ops::gelu(x); }},
       {"exp", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
        [](const Tensor& x, const Tensor&, const Tensor&) { return ops::exp(x); }},
+      {"log", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
+       [](const Tensor& x, const Tensor&, const Tensor&) { return ops::log(x); }, Copy::none, true},
+      {"tanh", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
+       [](const Tensor& x, const Tensor&, const Tensor&) { return ops::tanh(x); }},
+      {"sigmoid", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
+       [](const Tensor& x, const Tensor&, const Tensor&) { return ops::sigmoid(x); }},
       {"sum_dim0", [=](int64_t r, int64_t c) { return f(1.0 * r * c + c); },
        [](const Tensor& x, const Tensor&, const Tensor&) { return ops::sum(x, {0}); }},
       {"sum_last", [=](int64_t r, int64_t c) { return f(1.0 * r * c + r); },
        [](const Tensor& x, const Tensor&, const Tensor&) { return ops::sum(x, {-1}); }},
       {"softmax", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
        [](const Tensor& x, const Tensor&, const Tensor&) { return ops::softmax(x, -1); }},
+      {"log_softmax", [=](int64_t r, int64_t c) { return f(2.0 * r * c); },
+       [](const Tensor& x, const Tensor&, const Tensor&) { return ops::log_softmax(x, -1); }},
   };
 }
 
@@ -85,7 +94,8 @@ void bm_op(benchmark::State& st, Op op, int64_t numel, int threads) {
   set_num_threads(threads);
   const int64_t rows = numel / kCols;
   Generator gen(7);
-  Tensor x = uniform({rows, kCols}, -3, 3, {}, &gen), y = uniform({rows, kCols}, -3, 3, {}, &gen);
+  Tensor x = op.positive ? uniform({rows, kCols}, 1e-3, 3, {}, &gen) : uniform({rows, kCols}, -3, 3, {}, &gen);
+  Tensor y = uniform({rows, kCols}, -3, 3, {}, &gen);
   Tensor bias = uniform({kCols}, -1, 1, {}, &gen);
   if (op.run) {
     for (auto _ : st) {
@@ -131,7 +141,7 @@ class TableReporter : public bench::MedianReporter {
       return it == res.end() ? NAN : it->second.at("GB/s");
     };
     std::printf("\nGB/s = bytes read + written / time (medians); %%copy = GB/s / memcpy's GB/s at the same size and threads\n\n");
-    std::printf("%-9s %5s", "op", "size");
+    std::printf("%-11s %5s", "op", "size");
     for (int t : threads_) std::printf("   GB/s t%d  %%copy", t);
     if (threads_.size() > 1) std::printf("  t%d/t%d", threads_.back(), threads_.front());
     std::printf("\n");
@@ -140,7 +150,7 @@ class TableReporter : public bench::MedianReporter {
         bool ran = false;  // skip ops a --benchmark_filter left out
         for (int t : threads_) ran = ran || !std::isnan(get(op, size, t));
         if (!ran) continue;
-        std::printf("%-9s %5s", op.c_str(), size.c_str());
+        std::printf("%-11s %5s", op.c_str(), size.c_str());
         for (int t : threads_) std::printf("  %9.2f %5.0f%%", get(op, size, t), 100 * get(op, size, t) / get("memcpy", size, t));
         if (threads_.size() > 1)
           std::printf("  %5.2f", get(op, size, threads_.back()) / get(op, size, threads_.front()));

@@ -28,6 +28,14 @@ Tensor i64(Vi v, Shape s = {}) { return from_vector(v, std::move(s)); }
 Tensor s64(double v) { return scalar_tensor(v, DType::Float64); }  // 0-dim
 Tensor s32(double v) { return scalar_tensor(v, DType::Float32); }
 
+constexpr float kInf32 = std::numeric_limits<float>::infinity();
+// float32 expected values: the float64 function at each input, rounded once to float.
+Tensor f32r(const Vf& xs, double (*f)(double)) {
+  Vf out;
+  for (float x : xs) out.push_back(static_cast<float>(f(x)));
+  return f32(out);
+}
+
 // The closed form of GELU's tanh approximation, written out independently of the kernel.
 double gelu_ref(double x) {
   return 0.5 * x * (1.0 + std::tanh(std::sqrt(2.0 / M_PI) * (x + 0.044715 * x * x * x)));
@@ -82,6 +90,20 @@ std::vector<OpCase> forward_cases() {
       {"gelu_tanh_approx", [] { return ops::gelu(f64({-3, -1, 0, 0.5, 1, 2, 5})); },
        f64({gelu_ref(-3), gelu_ref(-1), 0, gelu_ref(0.5), gelu_ref(1), gelu_ref(2), gelu_ref(5)}), 1e-15},
       {"gelu_value", [] { return ops::gelu(f64({1})); }, f64({0.8411919906082768}), 1e-15},
+      // float32 runs fast_math.h's vectorised kernels: within 1 ulp of float64 rounded (exp, log,
+      // tanh), 2 (sigmoid), 12 (GELU on |x| <= 3); swept over all floats in test_fast_math.cpp.
+      {"exp_f32", [] { return ops::exp(f32({0, 1, -1, 10, -20})); }, f32r(Vf{0, 1, -1, 10, -20}, [](double x) { return std::exp(x); }), 0x1p-23},
+      {"exp_f32_limits", [] { return ops::exp(f32({-kInf32, -104, -1000, 89, kInf32})); }, f32({0, 0, 0, kInf32, kInf32})},
+      {"exp_f32_subnormal", [] { return ops::exp(f32({-100})); }, f32r(Vf{-100}, [](double x) { return std::exp(x); }), 1.5e-45},
+      {"log_f32", [] { return ops::log(f32({1, 2.7182817f, 0.5f, 1e-40f, 3e38f})); },
+       f32r(Vf{1, 2.7182817f, 0.5f, 1e-40f, 3e38f}, [](double x) { return std::log(x); }), 0x1p-23},
+      {"log_f32_limits", [] { return ops::log(f32({0, -0.0f, kInf32})); }, f32({-kInf32, -kInf32, kInf32})},
+      {"tanh_f32", [] { return ops::tanh(f32({0, 0.001f, 0.5f, 1, -2})); },
+       f32r(Vf{0, 0.001f, 0.5f, 1, -2}, [](double x) { return std::tanh(x); }), 0x1p-23},
+      {"tanh_f32_saturates", [] { return ops::tanh(f32({-20, 20, 1e30f, -kInf32})); }, f32({-1, 1, 1, -1})},
+      {"sigmoid_f32", [] { return ops::sigmoid(f32({0, 2, -2, -40})); },
+       f32r(Vf{0, 2, -2, -40}, [](double x) { return 1 / (1 + std::exp(-x)); }), 0x1p-22},
+      {"gelu_f32", [] { return ops::gelu(f32({-3, -1, 0, 0.5f, 1, 2, 5})); }, f32r(Vf{-3, -1, 0, 0.5f, 1, 2, 5}, gelu_ref), 1e-6},
       // ---- comparisons, where, masked_fill ----
       {"eq", [] { return ops::eq(f64({1, 2, 3}), f64({3, 2, 1})); }, f64({0, 1, 0})},
       {"ne", [] { return ops::ne(f64({1, 2, 3}), f64({3, 2, 1})); }, f64({1, 0, 1})},
@@ -127,6 +149,10 @@ std::vector<OpCase> forward_cases() {
       {"softmax_dim0", [=] { return ops::softmax(f64({0, l3, l3, 0}, {2, 2}), 0); }, f64({0.25, 0.75, 0.75, 0.25}, {2, 2}), 1e-15},
       {"softmax_stable", [] { return ops::softmax(f32({1000, 1000, -1000}), -1); }, f32({0.5f, 0.5f, 0})},
       {"softmax_rows", [] { return ops::softmax(f64({1, 1, 5, 5}, {2, 2}), 1); }, f64({0.5, 0.5, 0.5, 0.5}, {2, 2})},
+      {"softmax_masked_f32", [] { return ops::softmax(f32({0, -kInf32, 0, -kInf32}), -1); }, f32({0.5f, 0, 0.5f, 0})},
+      {"softmax_f32", [=] { return ops::softmax(f32({0, float(l2), float(l3)}), -1); }, f32({1.0f / 6, 2.0f / 6, 3.0f / 6}), 0x1p-22},
+      {"log_softmax_f32", [=] { return ops::log_softmax(f32({0, float(l2), float(l3)}), -1); },
+       f32({float(-std::log(6.0)), float(std::log(2.0 / 6)), float(std::log(3.0 / 6))}), 0x1p-22},
       {"log_softmax", [=] { return ops::log_softmax(f64({0, l2, l3}), -1); },
        f64({-std::log(6.0), std::log(2.0 / 6), std::log(3.0 / 6)}), 1e-15},
       {"log_softmax_mid_dim", [] { return ops::log_softmax(ops::reshape(f64({5, 1, 5, 1}), {1, 2, 2}), 1); },
@@ -366,6 +392,9 @@ std::vector<LayoutOp> layout_ops() {
   return {
       {"exp", [](const Tensor& x) { return ops::exp(x); }},
       {"gelu", [](const Tensor& x) { return ops::gelu(x); }},
+      {"log_exp", [](const Tensor& x) { return ops::log(ops::exp(x)); }},
+      {"tanh", [](const Tensor& x) { return ops::tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return ops::sigmoid(x); }},
       {"add_self", [](const Tensor& x) { return ops::add(x, x); }},
       {"mul_row", [](const Tensor& x) { return ops::mul(x, ops::contiguous(ops::select(x, 0, 0))); }},
       {"sum0", [](const Tensor& x) { return ops::sum(x, {0}); }},
@@ -376,6 +405,7 @@ std::vector<LayoutOp> layout_ops() {
       {"softmax1", [](const Tensor& x) { return ops::softmax(x, 1); }},
       {"softmax0", [](const Tensor& x) { return ops::softmax(x, 0); }},
       {"log_softmax1", [](const Tensor& x) { return ops::log_softmax(x, 1); }},
+      {"log_softmax0", [](const Tensor& x) { return ops::log_softmax(x, 0); }},
       {"matmul_xxT", [](const Tensor& x) { return ops::matmul(x, ops::transpose(x, 0, 1)); }, true},
       {"matmul_xTx", [](const Tensor& x) { return ops::matmul(ops::transpose(x, 0, 1), x); }, true},
       {"cat", [](const Tensor& x) { return ops::cat({x, x}, 1); }},
@@ -425,7 +455,8 @@ TEST(OpInvariance, SameResultForOneAndTwoThreads) {
   Tensor xt = ops::transpose(randn({600, 512}, DType::Float32, &g), 0, 1);
   auto run_all = [&] {
     return std::vector<Tensor>{ops::gelu(x), ops::add(x, y), ops::mul(xt, x), ops::exp(xt),
-                               ops::contiguous(xt), ops::softmax(x, 1), ops::sum(x, {0}), ops::where(ops::gt(x, y), x, y)};
+                               ops::contiguous(xt), ops::softmax(x, 1), ops::sum(x, {0}), ops::where(ops::gt(x, y), x, y),
+                               ops::log_softmax(x, 1), ops::tanh(x), ops::sigmoid(xt), ops::log(ops::abs(x))};
   };
   set_num_threads(1);
   ASSERT_EQ(get_num_threads(), 1);

@@ -13,8 +13,8 @@
 #include <type_traits>
 #include <vector>
 
-#include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/softmax_row.h"
 #include "tensor/factory.h"
 #include "tensor/ops.h"
 
@@ -36,17 +36,7 @@ std::pair<int64_t, int64_t> check_scores(const char* op, const Tensor& att, doub
 //   y[j] = exp(s (x[j] - max)) / sum  for j < n,  0 after
 template <typename T>
 inline void softmax_row(const T* x, T* y, int64_t n, int64_t tk, T s) {
-  T m = x[0];
-  for (int64_t j = 1; j < n; ++j) m = std::max(m, x[j]);
-  T sum = 0;  // exp(s (x - max)) <= 1: no overflow
-#pragma omp simd reduction(+ : sum)
-  for (int64_t j = 0; j < n; ++j) {
-    y[j] = cpu::fast_exp(s * (x[j] - m));
-    sum += y[j];
-  }
-  const T inv = T(1) / sum;
-#pragma omp simd
-  for (int64_t j = 0; j < n; ++j) y[j] *= inv;
+  cpu::softmax_row(x, y, n, s);  // exp(s (x - max)) <= 1: no overflow; fixed-order sum
   for (int64_t j = n; j < tk; ++j) y[j] = T(0);  // the future: exactly zero weight
 }
 

@@ -146,29 +146,18 @@ Tensor pow_scalar(const Tensor& a, double e) {
   return unary<true>("pow", a, [e](auto x) { return std::pow(x, static_cast<decltype(x)>(e)); });
 }
 Tensor neg(const Tensor& a) { return unary<false>("neg", a, [](auto x) { return -x; }); }
-Tensor exp(const Tensor& a) { return unary<true>("exp", a, [](auto x) { return std::exp(x); }); }
-Tensor log(const Tensor& a) { return unary<true>("log", a, [](auto x) { return std::log(x); }); }
+Tensor exp(const Tensor& a) { return unary<true>("exp", a, [](auto x) { return cpu::fast_exp(x); }); }
+Tensor log(const Tensor& a) { return unary<true>("log", a, [](auto x) { return cpu::fast_log(x); }); }
 Tensor sqrt(const Tensor& a) { return unary<true>("sqrt", a, [](auto x) { return std::sqrt(x); }); }
 Tensor abs(const Tensor& a) { return unary<false>("abs", a, [](auto x) { return x < 0 ? -x : x; }); }
-Tensor tanh(const Tensor& a) { return unary<true>("tanh", a, [](auto x) { return std::tanh(x); }); }
+Tensor tanh(const Tensor& a) { return unary<true>("tanh", a, [](auto x) { return cpu::fast_tanh(x); }); }
 Tensor sigmoid(const Tensor& a) {
-  // Two branches keep exp from overflowing for large |x|.
-  return unary<true>("sigmoid", a, [](auto x) {
-    using T = decltype(x);
-    if (x >= 0) return T(1) / (T(1) + std::exp(-x));
-    T e = std::exp(x);
-    return e / (T(1) + e);
-  });
+  return unary<true>("sigmoid", a, [](auto x) { return cpu::fast_sigmoid(x); });
 }
 Tensor relu(const Tensor& a) {
   return unary<true>("relu", a, [](auto x) { return x > 0 ? x : decltype(x)(0); });
 }
-Tensor gelu(const Tensor& a) {
-  return unary<true>("gelu", a, [](auto x) {
-    using T = decltype(x);
-    return T(0.5) * x * (T(1) + cpu::fast_tanh(T(kGeluK) * (x + T(kGeluC) * x * x * x)));
-  });
-}
+Tensor gelu(const Tensor& a) { return unary<true>("gelu", a, [](auto x) { return cpu::fast_gelu(x); }); }
 
 Tensor relu_backward(const Tensor& g, const Tensor& x) {
   return binary<true>("relu_backward", g, x, [](auto gv, auto xv) { return xv > 0 ? gv : decltype(gv)(0); });

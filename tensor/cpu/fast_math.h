@@ -1,65 +1,161 @@
-// Branch-free float32 math the compiler can vectorise inside elementwise loops (libm's tanhf
-// and expf are a call per element: tanhf in GELU was half of a GPT training step; see
-// docs/gpt.md). float64 keeps libm: gradient checks need its accuracy.
+// Branch-free float32 exp, log, tanh, sigmoid and GELU that GCC vectorises inside the elementwise,
+// softmax and attention loops (libm's expf and tanhf are a call per element). float64 keeps libm:
+// gradient checks need its accuracy. Accuracy against float64 libm, swept in test_fast_math.cpp.
+//
+// Determinism: each function is one straight-line sequence of IEEE operations (selects, no
+// branches), with every multiply-add written as std::fma (exactly rounded, so the same on every
+// CPU and in every lane) and no other a * b + c left for the compiler to contract. A vectorised
+// loop body and its scalar tail therefore give the same bits for the same input, whatever its
+// position in the tensor, its alignment or the thread that computes it.
 #pragma once
 
-#include <algorithm>
 #include <bit>
 #include <cmath>
+#include <cstdint>
+#include <limits>
 #include <type_traits>
 
 namespace minipipe::cpu {
 
-// tanh(x) for float as Eigen's generic_fast_tanh_float: a 13/6-degree rational minimax fit on
-// [-8, 8] (outside it tanh rounds to +-1); x itself below |x| < 4e-4. Max abs error 3e-7
-// (libm's tanhf: 1e-7).
-inline float tanh_rational(float a) {
-  const float x = std::clamp(a, -7.99881172180175781f, 7.99881172180175781f);
-  const float x2 = x * x;
-  float p = -2.76076847742355e-16f;
-  p = p * x2 + 2.00018790482477e-13f;
-  p = p * x2 - 8.60467152213735e-11f;
-  p = p * x2 + 5.12229709037114e-08f;
-  p = p * x2 + 1.48572235717979e-05f;
-  p = p * x2 + 6.37261928875436e-04f;
-  p = p * x2 + 4.89352455891786e-03f;
-  p = p * x;
-  float q = 1.19825839466702e-06f;
-  q = q * x2 + 1.18534705686654e-04f;
-  q = q * x2 + 2.26843463243900e-03f;
-  q = q * x2 + 4.89352518554385e-03f;
-  // Beyond |x| = 9 float's tanh is exactly +-1: return it, so 1 - t^2 (GELU's derivative) is 0.
-  return std::fabs(a) < 0.0004f ? a : std::fabs(a) > 9.0f ? std::copysign(1.0f, a) : p / q;
+// c ? a : b on the bits. Under the default -ftrapping-math GCC will not vectorise a loop where a
+// plain `c ? r : constant` lets it move r's arithmetic into a branch (the arithmetic could trap,
+// so it may not run it unconditionally again); a bitwise blend keeps r always computed.
+inline float blend(bool c, float a, float b) {
+  const uint32_t m = 0u - static_cast<uint32_t>(c);
+  return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) | (std::bit_cast<uint32_t>(b) & ~m));
 }
 
-// tanh for the elementwise kernels: the rational form for float, libm for double.
-template <typename T>
-inline T fast_tanh(T x) {
-  if constexpr (std::is_same_v<T, float>) return tanh_rational(x);
-  else return std::tanh(x);
-}
-
-// exp(x) for float as Cephes' expf: x = n ln2 + r with |r| <= ln2 / 2, e^r by a degree-7
-// polynomial, 2^n put into the exponent bits. About 1 ulp; inputs clamped to [-87.3, 88.7]
-// (the normal range), so very negative x gives ~1e-38 rather than 0.
+// exp(x), Cephes expf's algorithm: x = n ln2 + r with |r| <= ln2 / 2 (n = round(x log2 e) by the
+// 1.5 * 2^23 trick), e^r by a degree-7 polynomial, then 2^n applied in two halves so results
+// underflow gradually to subnormals and 0 (x < -103.98 gives 0, exp(-inf) = 0) and overflow to
+// inf (x > 88.73). Max error 1 ulp over all float inputs (normal and subnormal results).
 inline float exp_poly(float a) {
-  const float x = std::clamp(a, -87.33654f, 88.72283f);
-  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
-  const float r = x - n * 0.693359375f + n * 2.12194440e-4f;  // ln2 in two parts: exact n ln2
+  // Clamping keeps n in [-150, 128]; NaN passes through both comparisons unchanged.
+  float x = a < -104.0f ? -104.0f : a;
+  x = x > 89.0f ? 89.0f : x;
+  const float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  const float t = std::fma(x, 1.44269504088896341f, kShift);
+  const float n = t - kShift;
+  const int32_t ni = static_cast<int32_t>(std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(kShift));
+  float r = std::fma(n, -0.693359375f, x);  // ln2 in two parts
+  r = std::fma(n, 2.12194440e-4f, r);
   float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  p = std::fma(p, r, 1.3981999507e-3f);
+  p = std::fma(p, r, 8.3334519073e-3f);
+  p = std::fma(p, r, 4.1665795894e-2f);
+  p = std::fma(p, r, 1.6666665459e-1f);
+  p = std::fma(p, r, 5.0000001201e-1f);
+  p = std::fma(p, r * r, r) + 1.0f;
+  // 2^n = 2^n1 2^n2, each a normal float; p 2^n1 is exact, the last product rounds once.
+  const int32_t n1 = ni >> 1, n2 = ni - n1;
+  const float s1 = std::bit_cast<float>(static_cast<uint32_t>(n1 + 127) << 23);
+  const float s2 = std::bit_cast<float>(static_cast<uint32_t>(n2 + 127) << 23);
+  return p * s1 * s2;
 }
 
+// log(x), Cephes logf's algorithm: x = 2^k m with m in [sqrt(1/2), sqrt(2)) (subnormal x scaled
+// by 2^23 first), log(1 + f) = f - f^2/2 + f^3 P(f) with f = m - 1, plus k ln2 in two parts.
+// log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Max error 1 ulp over all positive floats.
+inline float log_poly(float a) {
+  // Subnormal a (or zero / negative: fixed up at the end) is scaled by 2^23. The selects pick
+  // constants and the multiply and subtract always run (see blend() for why).
+  const bool sub = a < 1.17549435e-38f;
+  const float x = a * (sub ? 8388608.0f : 1.0f);
+  const uint32_t kOff = 0x3f3504f3;  // sqrt(1/2): m lands in [sqrt(1/2), sqrt(2))
+  const uint32_t ix = std::bit_cast<uint32_t>(x) - kOff;
+  const float k = static_cast<float>((static_cast<int32_t>(ix) >> 23) - (sub ? 23 : 0));
+  const float f = std::bit_cast<float>((ix & 0x007fffffu) + kOff) - 1.0f;
+  const float z = f * f;
+  float p = 7.0376836292e-2f;
+  p = std::fma(p, f, -1.1514610310e-1f);
+  p = std::fma(p, f, 1.1676998740e-1f);
+  p = std::fma(p, f, -1.2420140846e-1f);
+  p = std::fma(p, f, 1.4249322787e-1f);
+  p = std::fma(p, f, -1.6668057665e-1f);
+  p = std::fma(p, f, 2.0000714765e-1f);
+  p = std::fma(p, f, -2.4999993993e-1f);
+  p = std::fma(p, f, 3.3333331174e-1f);
+  float y = std::fma(k, -2.12194440e-4f, (p * f) * z);
+  y = std::fma(z, -0.5f, y);
+  const float r = std::fma(k, 0.693359375f, f + y);
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const float special = a == 0.0f ? -kInf : a == kInf ? kInf : std::numeric_limits<float>::quiet_NaN();
+  return blend((a > 0.0f) & (a < kInf), r, special);
+}
+
+// tanh(x): for |x| < 0.625 Cephes tanhf's odd polynomial x + x^3 P(x^2); above it
+// 1 - 2 / (e^{2|x|} + 1) (exactly 1 from |x| > 9.01, where e^{2|x|} + 1 rounds 2 away). Sign
+// restored last, so tanh(-0) = -0. Max error 2 ulps.
+inline float tanh_poly(float a) {
+  const float x = std::fabs(a);
+  const float z = x * x;
+  float p = -5.70498872745e-3f;
+  p = std::fma(p, z, 2.06390887954e-2f);
+  p = std::fma(p, z, -5.37397155531e-2f);
+  p = std::fma(p, z, 1.33314422036e-1f);
+  p = std::fma(p, z, -3.33332819422e-1f);
+  const float small = std::fma(p * z, x, x);
+  const float big = 1.0f - 2.0f / (exp_poly(2.0f * x) + 1.0f);
+  return std::copysign(x < 0.625f ? small : big, a);
+}
+
+// sigmoid(x) = 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: e = e^{-|x|} <= 1 never
+// overflows; the limits are exactly 0 and 1. Max error 2 ulps.
+inline float sigmoid_poly(float a) {
+  const float e = exp_poly(-std::fabs(a));
+  return (a >= 0.0f ? 1.0f : e) / (1.0f + e);
+}
+
+// GELU, tanh approximation: 0.5 x (1 + tanh(u)) = x / (1 + e^{-2u}), u = k (x + c x^3),
+// k = sqrt(2/pi), c = 0.044715. The second form has no cancellation where tanh(u) -> -1, so the
+// error is relative everywhere: at most 4 ulps for |x| <= 3; beyond, rounding x^3 in float (the
+// input of exp, not the kernel) dominates and the error grows with the condition number
+// (about 2 |u| ulps: 150 ulps near x = -10, where GELU is 1e-44).
+inline float gelu_poly(float x) {
+  const float k2 = static_cast<float>(-2 * 0.7978845608028654);
+  const float c2 = static_cast<float>(-2 * 0.7978845608028654 * 0.044715);
+  return x / (1.0f + exp_poly(x * std::fma(c2, x * x, k2)));
+}
+
+// The elementwise kernels' entry points: the float32 kernels above for float, libm for double.
 template <typename T>
 inline T fast_exp(T x) {
   if constexpr (std::is_same_v<T, float>) return exp_poly(x);
   else return std::exp(x);
+}
+
+template <typename T>
+inline T fast_log(T x) {
+  if constexpr (std::is_same_v<T, float>) return log_poly(x);
+  else return std::log(x);
+}
+
+template <typename T>
+inline T fast_tanh(T x) {
+  if constexpr (std::is_same_v<T, float>) return tanh_poly(x);
+  else return std::tanh(x);
+}
+
+template <typename T>
+inline T fast_sigmoid(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return sigmoid_poly(x);
+  } else {
+    // Two branches keep exp from overflowing for large |x|.
+    if (x >= 0) return T(1) / (T(1) + std::exp(-x));
+    const T e = std::exp(x);
+    return e / (T(1) + e);
+  }
+}
+
+template <typename T>
+inline T fast_gelu(T x) {
+  if constexpr (std::is_same_v<T, float>) {
+    return gelu_poly(x);
+  } else {
+    constexpr T k = 0.7978845608028654, c = 0.044715;
+    return T(0.5) * x * (T(1) + std::tanh(k * (x + c * x * x * x)));
+  }
 }
 
 }  // namespace minipipe::cpu

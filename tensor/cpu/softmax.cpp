@@ -1,9 +1,11 @@
 // CPU softmax family over one dim: softmax, log_softmax, their backwards, and the fused
 // cross entropy (log-softmax + NLL, mean over the batch). Rows are made contiguous along `dim`
-// first (a no-op for the usual dim = -1); rows are independent, so they run in parallel.
+// first (a no-op for the usual dim = -1); rows are independent, so they run in parallel, each
+// through the vectorised row kernels of softmax_row.h.
 #include <cmath>
 
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/softmax_row.h"
 #include "tensor/ops.h"
 
 namespace minipipe::ops {
@@ -40,23 +42,8 @@ Tensor softmax_impl(const Tensor& t, int64_t dim, const char* op) {
     const T* px = x.data_ptr<T>();
     T* py = y.data_ptr<T>();
     parallel_rows(rows, n, [=](int64_t r) {
-      const T* xr = px + r * n;
-      T* yr = py + r * n;
-      T m = xr[0];
-      for (int64_t k = 1; k < n; ++k) m = std::max(m, xr[k]);
-      double s = 0;  // subtracting the max keeps exp in range: exp(x - m) <= 1
-      for (int64_t k = 0; k < n; ++k) {
-        T e = std::exp(xr[k] - m);
-        s += e;
-        if (!kLog) yr[k] = e;
-      }
-      if (kLog) {
-        const T lse = m + static_cast<T>(std::log(s));
-        for (int64_t k = 0; k < n; ++k) yr[k] = xr[k] - lse;
-      } else {
-        const T inv = static_cast<T>(1.0 / s);
-        for (int64_t k = 0; k < n; ++k) yr[k] *= inv;
-      }
+      if (kLog) cpu::log_softmax_row(px + r * n, py + r * n, n);
+      else cpu::softmax_row(px + r * n, py + r * n, n);
     });
   });
   return rows_back(y, dim, t.dim());
@@ -82,7 +69,9 @@ Tensor softmax_backward_impl(const Tensor& g, const Tensor& y, int64_t dim, cons
       if (kLog) {
         // y = log_softmax(x): dx = g - softmax(x) * sum(g)
         for (int64_t k = 0; k < n; ++k) dot += gv[k];
-        for (int64_t k = 0; k < n; ++k) d[k] = gv[k] - std::exp(yv[k]) * static_cast<T>(dot);
+        const T sg = static_cast<T>(dot);
+        _Pragma("omp simd")  // (a #pragma cannot sit inside the dispatch macro's argument)
+        for (int64_t k = 0; k < n; ++k) d[k] = std::fma(-cpu::fast_exp(yv[k]), sg, gv[k]);
       } else {
         // y = softmax(x): dx = y * (g - sum(g * y))
         for (int64_t k = 0; k < n; ++k) dot += static_cast<double>(gv[k]) * yv[k];

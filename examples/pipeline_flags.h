@@ -1,12 +1,16 @@
 // What train_mlp and train_gpt share: the pipeline flags (--stages, --microbatches, --schedule,
-// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout), the data-parallel ones
-// (--dp, --bucket-mb, --no-overlap, --zero1), the launch, Pipe and DataParallel options they make,
+// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout, --stage-replicas), the
+// data-parallel ones (--dp, --bucket-mb, --no-overlap, --zero1), the launch, Pipe and DataParallel
+// options they make,
 // the fingerprint every rank checks, and the lines printed at start and end.
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cstdio>
+#include <numeric>
 #include <string>
+#include <vector>
 
 #include "nn/optim.h"
 #include "parallel/data_parallel.h"
@@ -30,6 +34,7 @@ struct PipelineFlags {
   double bucket_mb = 25;
   bool no_overlap = false;
   bool zero1 = false;
+  std::vector<int> stage_replicas;  // 1F1B-RR: ranks per stage (empty: one each)
 
   void add_to(CLI::App& app) {
     app.add_option("--stages", stages, "pipeline stages P (ranks)")->capture_default_str();
@@ -51,6 +56,24 @@ struct PipelineFlags {
     app.add_option("--bucket-mb", bucket_mb, "data parallel: gradient bucket size in MiB")->capture_default_str();
     app.add_flag("--no-overlap", no_overlap, "data parallel: reduce gradients after backward, not during it");
     app.add_flag("--zero1", zero1, "data parallel: shard the optimizer state over the replicas (ZeRO stage 1)");
+    app.add_option("--stage-replicas", stage_replicas,
+                   "ranks per stage, e.g. 2,1 (PipeDream's 1F1B-RR: micro-batch m runs stage s on replica m mod R_s; "
+                   "world = their sum; gpipe or 1f1b)")
+        ->delimiter(',');
+  }
+
+  // The ranks the job runs on: stages x dp, or the sum of the stage replicas.
+  int world() const {
+    return stage_replicas.empty() ? stages * dp : std::accumulate(stage_replicas.begin(), stage_replicas.end(), 0);
+  }
+
+  // Bad combinations, before anything starts (the Pipe checks the rest on every rank).
+  void check() const {
+    if (stage_replicas.empty()) return;
+    MP_CHECK(static_cast<int>(stage_replicas.size()) == stages, "--stage-replicas lists ", stage_replicas.size(),
+             " stages but --stages is ", stages);
+    MP_CHECK(dp == 1, "--stage-replicas and --dp ", dp, " do not combine: replicate stages or whole pipelines");
+    for (int R : stage_replicas) MP_CHECK(R >= 1, "--stage-replicas: every stage needs at least 1 rank, got ", R);
   }
 
   // Rows of the batch each replica trains on: a batch of B splits into dp shards of B/dp rows,
@@ -66,13 +89,29 @@ struct PipelineFlags {
   }
 
   // Replicas of the model this process must build: one per replica under `local` (the ranks are
-  // threads of this process), one under `mpi` (each process is one rank).
-  int model_copies() const { return comm == "local" ? dp : 1; }
+  // threads of this process), one under `mpi` (each process is one rank). With stage replicas, one
+  // per replica index: ranks of different stages touch different layers of one copy.
+  int model_copies() const {
+    if (comm != "local") return 1;
+    return stage_replicas.empty() ? dp : *std::max_element(stage_replicas.begin(), stage_replicas.end());
+  }
+  // Which copy rank `world_rank` of `grid` trains.
+  int copy_of(int world_rank, const parallel::Grid& grid) const {
+    if (model_copies() == 1) return 0;
+    if (stage_replicas.empty()) return grid.replica;
+    for (int s = 0, first = 0; s < stages; first += stage_replicas[static_cast<size_t>(s)], ++s)
+      if (world_rank < first + stage_replicas[static_cast<size_t>(s)]) return world_rank - first;
+    return 0;
+  }
+  // The grid: pp x dp, or (stage replicas) the whole world as one pipeline.
+  parallel::Grid grid(parallel::Communicator& world_comm) const {
+    return parallel::make_grid(world_comm, stage_replicas.empty() ? stages : world(), stage_replicas.empty() ? dp : 1);
+  }
 
   parallel::LaunchOptions launch() const {
     parallel::LaunchOptions o;
     o.backend = parallel::parse_backend(comm);
-    o.ranks = stages * dp;
+    o.ranks = world();
     o.threads_per_rank = threads;
     o.timeout_s = comm_timeout;
     return o;
@@ -95,6 +134,7 @@ struct PipelineFlags {
     o.loss = std::move(loss);
     o.fingerprint = fingerprint;
     o.replicas = grid.data.get();
+    o.stage_replicas = stage_replicas;
     return o;
   }
 };

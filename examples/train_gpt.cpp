@@ -97,6 +97,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
   MP_CHECK(cfg.vocab == "char" || cfg.vocab == "byte", "--vocab must be char or byte, got '", cfg.vocab, "'");
   MP_CHECK(cfg.lr > 0, "--lr must be positive, got ", cfg.lr);
   MP_CHECK(cfg.sample >= 0, "--sample must be >= 0, got ", cfg.sample);
+  flags.check();
   flags.check_batch(cfg.batch);
   nn::GPTConfig mc;  // the vocabulary size comes from the corpus below
   mc.context = cfg.context;
@@ -163,8 +164,8 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
   // Every rank runs this: a thread each under --comm local, a process each under mpirun.
   parallel::launch(flags.launch(), [&](parallel::RankContext& ctx) {
     const bool lead = ctx.comm.rank() == 0;
-    parallel::Grid grid = parallel::make_grid(ctx.comm, flags.stages, flags.dp);
-    auto mine = replicas[static_cast<size_t>(flags.model_copies() > 1 ? grid.replica : 0)];
+    parallel::Grid grid = flags.grid(ctx.comm);
+    auto mine = replicas[static_cast<size_t>(flags.copy_of(ctx.comm.rank(), grid))];
     parallel::Pipe pipe(mine, *grid.pipeline,
                         flags.pipe(ctx, grid, cfg.seed + 2, [](const Tensor& out, const Tensor& y) { return nn::gpt_loss(out, y); },
                                    profile_sample, fingerprint));

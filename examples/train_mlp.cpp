@@ -94,6 +94,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
   MP_CHECK(cfg.optimizer == "adamw" || cfg.optimizer == "sgd", "--optimizer must be adamw or sgd, got ", cfg.optimizer);
   MP_CHECK(cfg.lr_schedule == "cosine" || cfg.lr_schedule == "constant",
            "--lr-schedule must be cosine or constant, got ", cfg.lr_schedule);
+  flags.check();
   flags.check_batch(cfg.batch);
 
   nn::Dataset train = nn::load_fashion_mnist(cfg.data, true);
@@ -107,8 +108,8 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
   // Every rank runs this: a thread each under --comm local, a process each under mpirun.
   parallel::launch(flags.launch(), [&](parallel::RankContext& ctx) {
     const bool lead = ctx.comm.rank() == 0;
-    parallel::Grid grid = parallel::make_grid(ctx.comm, flags.stages, flags.dp);
-    auto model = replicas[static_cast<size_t>(flags.model_copies() > 1 ? grid.replica : 0)];
+    parallel::Grid grid = flags.grid(ctx.comm);
+    auto model = replicas[static_cast<size_t>(flags.copy_of(ctx.comm.rank(), grid))];
     parallel::Pipe pipe(model, *grid.pipeline,
                         flags.pipe(ctx, grid, cfg.seed, [](const Tensor& out, const Tensor& y) { return cross_entropy(out, y); },
                                    profile_sample, fingerprint));

@@ -74,7 +74,8 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
              opts_.stage_replicas.size(), " stages but --stages is ", P);
     MP_CHECK(opts_.schedule == "1f1b" || opts_.schedule == "gpipe", "Pipe: stage replicas run gpipe or 1f1b, got ",
              opts_.schedule);
-    MP_CHECK(opts_.replicas == nullptr, "Pipe: stage replicas and data-parallel replicas (--dp) do not combine");
+    MP_CHECK(opts_.replicas == nullptr || opts_.replicas->size() == 1,
+             "Pipe: stage replicas and data-parallel replicas (--dp) do not combine");
     world = 0;
     for (int R : opts_.stage_replicas) {
       MP_CHECK(R >= 1, "Pipe: every stage needs at least one replica, got ", R);
@@ -298,7 +299,10 @@ Executor& Pipe::forward_executor(int M, const std::vector<TensorSpec>& specs) {
       p = std::move(on_firsts);
     }
     validate(p);
-    it = forward_execs_.emplace(M, std::make_unique<Executor>(p, rank(), chunks_, comm_, opts_.checkpoint, specs)).first;
+    std::vector<Chunk> mine;
+    for (const Chunk& ch : chunks_)
+      if (p.runs_on(rank(), ch.index)) mine.push_back(ch);
+    it = forward_execs_.emplace(M, std::make_unique<Executor>(p, rank(), mine, comm_, opts_.checkpoint, specs)).first;
   }
   it->second->set_input_specs(specs);
   return *it->second;

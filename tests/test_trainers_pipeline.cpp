@@ -50,7 +50,9 @@ TEST(TrainMlpPipeline, EverySchedulePrintsWhatOneDevicePrints) {
                             "--dp 4 --no-overlap --bucket-mb 0.1",
                             "--stages 2 --microbatches 8 --schedule gpipe --checkpoint always",
                             "--stages 3 --microbatches 4 --schedule 1f1b --checkpoint except_last --partition params",
-                            "--stages 2 --microbatches 4 --schedule interleaved --virtual 2"}) {
+                            "--stages 2 --microbatches 4 --schedule interleaved --virtual 2",
+                            "--stages 2 --stage-replicas 2,1 --microbatches 4",
+                            "--stages 3 --stage-replicas 1,2,1 --microbatches 4 --schedule gpipe --checkpoint always"}) {
     const ProgramResult r = run_program("train_mlp", kShort + flags);
     ASSERT_EQ(r.status, 0) << flags << "\n" << r.output;
     const Figures got = figures(r.output);
@@ -98,6 +100,10 @@ TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
       {"--stages 0", "at least 1 rank"},
       {"--dp 3", "--batch 128 does not split into --dp 3 replicas x --microbatches 1"},
       {"--dp 2 --bucket-mb 0", "--bucket-mb must be positive"},
+      {"--stages 2 --stage-replicas 2", "--stage-replicas lists 1 stages but --stages is 2"},
+      {"--stages 2 --stage-replicas 2,1 --dp 2 --microbatches 2", "--stage-replicas and --dp 2 do not combine"},
+      {"--stages 2 --stage-replicas 2,1 --microbatches 2 --schedule interleaved", "stage replicas run gpipe or 1f1b"},
+      {"--stages 2 --stage-replicas 4,1 --microbatches 2", "stage 0 has 4 replicas; it needs 1 to M = 2"},
   };
   for (const auto& [flags, message] : cases) {
     const ProgramResult r = run_program("train_mlp", std::string("--max-steps 1 ") + flags);
@@ -126,6 +132,13 @@ TEST(TrainMlpPipeline, MpiRunPrintsWhatLocalPrints) {
   if (!have_data() || !have_mpi()) GTEST_SKIP() << "needs dataset-fashion-mnist and MPI";
   const std::string out = expect_mpi_matches_local(kShort + "--stages 2 --microbatches 4 --checkpoint except_last", 2);
   EXPECT_TRUE(has(out, "mpi communicator, 2 ranks x 1 intra-op thread")) << out;
+}
+
+// Stage replicas as three MPI processes: the figures of the same job as threads.
+TEST(TrainMlpPipeline, MpiStageReplicasPrintWhatLocalPrints) {
+  if (!have_data() || !have_mpi()) GTEST_SKIP() << "needs dataset-fashion-mnist and MPI";
+  const std::string out = expect_mpi_matches_local(kShort + "--stages 2 --stage-replicas 2,1 --microbatches 4", 3);
+  EXPECT_TRUE(has(out, "stage replicas (1F1B-RR: micro-batch m on replica m mod R) on ranks 0/1 2")) << out;
 }
 
 // The 2 x 2 grid as four MPI processes: the figures of the same grid as threads.
@@ -181,6 +194,9 @@ TEST(TrainGptPipeline, TwoStagesPrintWhatOneDevicePrints) {
   ASSERT_EQ(std::count(want.begin(), want.end(), '\n'), 3) << one.output;  // steps 0, 5, 10
   EXPECT_EQ(table(two.output), want);
   EXPECT_TRUE(has(two.output, "---- sample")) << two.output;  // sampled on rank 0 after gathering
+  const ProgramResult rr = run_program("train_gpt", args + "--stages 2 --stage-replicas 1,2 --microbatches 4");
+  ASSERT_EQ(rr.status, 0) << rr.output;
+  EXPECT_EQ(table(rr.output), want);
   const ProgramResult tied = run_program("train_gpt", args + "--stages 2 --tie-weights");
   EXPECT_EQ(tied.status, 1) << tied.output;
   EXPECT_TRUE(has(tied.output, "tied weights across stages are not supported")) << tied.output;

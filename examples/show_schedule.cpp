@@ -29,6 +29,7 @@ struct Options {
   int stages = 4, microbatches = 8, virtual_stages = 0;
   std::vector<double> costs = {1.0, 2.0, 0.0};  // per stage: F, B, W
   std::vector<double> chunk_scale;
+  std::vector<int> stage_replicas;
   double latency = 0.0, bandwidth = 0.0, act_bytes = 0.0, msg_bytes = -1.0, slot = 0.0;
   bool lowered = false, no_lower = false;
 };
@@ -36,7 +37,7 @@ struct Options {
 // A stage's costs split evenly over its v chunks; --chunk-scale makes chunks unequal.
 mp::Costs make_costs(const Options& o, const mp::Program& p) {
   const int C = p.num_chunks;
-  const double v = static_cast<double>(C) / p.num_ranks;
+  const double v = p.replicated() ? 1.0 : static_cast<double>(C) / p.num_ranks;  // replicas run whole stages
   MP_CHECK(o.costs.size() == 3, "--costs takes three numbers F,B,W, got ", o.costs.size());
   mp::Costs c = mp::Costs::uniform(C, o.costs[0] / v, o.costs[1] / v, o.costs[2] / v);
   if (!o.chunk_scale.empty()) {
@@ -67,13 +68,13 @@ void print_program(const char* title, const mp::Program& p) {
 
 int run(const Options& o) {
   mp::Program program =
-      o.file.empty()
-          ? mp::make_schedule(
+      !o.file.empty()               ? mp::read_program(o.file)
+      : !o.stage_replicas.empty()   ? mp::replicated(o.schedule, o.stage_replicas, o.microbatches)
+                                    : mp::make_schedule(
                 o.schedule, o.stages, o.microbatches,
-                o.virtual_stages > 0 ? o.virtual_stages : (o.schedule == "interleaved" ? 2 : 1))
-          : mp::read_program(o.file);
+                o.virtual_stages > 0 ? o.virtual_stages : (o.schedule == "interleaved" ? 2 : 1));
   const int P = program.num_ranks, C = program.num_chunks, M = program.num_microbatches;
-  const double v = static_cast<double>(C) / P;
+  const double v = program.replicated() ? 1.0 : static_cast<double>(C) / P;
   std::cout << (o.file.empty() ? "schedule " + o.schedule : "program file " + o.file) << ": P=" << P
             << " ranks, " << C << " chunks (v=" << fmt(v) << "), M=" << M << " micro-batches"
             << (program.forward_only ? ", forward only" : "") << "\n\n";
@@ -151,6 +152,9 @@ int main(int argc, char** argv) {
   app.add_option("--virtual", o.virtual_stages, "chunks per rank v (interleaved; default 2)");
   app.add_option("--costs", o.costs, "F,B,W time of one stage for one micro-batch")->delimiter(',');
   app.add_option("--chunk-scale", o.chunk_scale, "per-chunk cost factors, e.g. 1,1,2,1")
+      ->delimiter(',');
+  app.add_option("--stage-replicas", o.stage_replicas,
+                 "ranks per stage, e.g. 2,1 (1F1B-RR: micro-batch m on replica m mod R_s; replaces --stages)")
       ->delimiter(',');
   app.add_option("--latency", o.latency, "per-message latency");
   app.add_option("--bandwidth", o.bandwidth, "bytes per time unit (default: free link)");

@@ -46,6 +46,19 @@ TEST(ShowSchedule, PrintsProgramChartAndBubbleNextToTheClosedForm) {
       << r.out;
 }
 
+// docs/data_parallel.md's example: the slow first stage on two replicas sets the pace to 3 a
+// micro-batch (30 for 8), where the plain 2-stage pipeline takes 49.
+TEST(ShowSchedule, StageReplicasDealMicroBatchesRoundRobin) {
+  if (!built()) GTEST_SKIP() << "show_schedule not built";
+  CliRun r = run("--schedule 1f1b --stage-replicas 2,1 --microbatches 8 --chunk-scale 2,1");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("rank 0: 0F0 0F2 0B0 0F4 0B2 0F6 0B4 0B6"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rank 1: 0F1 0F3 0B1 0F5 0B3 0F7 0B5 0B7"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("step time (makespan): 30"), std::string::npos) << r.out;
+  CliRun plain = run("--schedule 1f1b --stages 2 --microbatches 8 --chunk-scale 2,1");
+  EXPECT_NE(plain.out.find("step time (makespan): 49"), std::string::npos) << plain.out;
+}
+
 TEST(ShowSchedule, AnInvalidFilePrintsTheMarkedGridAndFails) {
   if (!built()) GTEST_SKIP() << "show_schedule not built";
   const std::string path =

@@ -50,6 +50,26 @@ Node::~Node() {
   }
 }
 
+thread_local WeightGradQueue* weight_grad_queue = nullptr;
+
+void WeightGradQueue::run() {
+  NoGradGuard no_grad;
+  std::vector<std::function<void()>> work = std::move(work_);
+  work_.clear();
+  for (auto& w : work) w();
+}
+
+DeferWeightGrads::DeferWeightGrads(WeightGradQueue* queue) : prev_(weight_grad_queue) { weight_grad_queue = queue; }
+DeferWeightGrads::~DeferWeightGrads() { weight_grad_queue = prev_; }
+WeightGradQueue* current_weight_grad_queue() { return weight_grad_queue; }
+
+void InputGrads::defer(size_t i, std::function<Tensor()> compute) {
+  MP_INTERNAL_ASSERT(can_defer(i), "input ", i, " cannot be deferred");
+  // The leaf's accumulator runs in W with the gradient (and its hooks fire then); in B the
+  // engine delivers nothing to it, so it does not run.
+  current_weight_grad_queue()->push([leaf = leaves_[i], compute = std::move(compute)] { leaf->apply(compute()); });
+}
+
 bool GradMode::is_enabled() { return grad_mode_enabled; }
 void GradMode::set_enabled(bool enabled) { grad_mode_enabled = enabled; }
 
@@ -106,12 +126,14 @@ InputGrads FunctionNode::apply(const Tensor& grad_output) {
            "the first backward to go through a graph twice");
   std::vector<bool> needs;
   std::vector<Tensor> into;
+  std::vector<std::shared_ptr<AccumulateGrad>> leaves;
   for (const Edge& e : next_edges_) {
     needs.push_back(e.valid());
-    const auto* acc = dynamic_cast<const AccumulateGrad*>(e.fn.get());
+    auto acc = std::dynamic_pointer_cast<AccumulateGrad>(e.fn);
     into.push_back(acc ? acc->accumulation_target() : Tensor());
+    leaves.push_back(std::move(acc));
   }
-  InputGrads grads(std::move(needs), std::move(into));
+  InputGrads grads(std::move(needs), std::move(into), std::move(leaves));
   fn_(grad_output, grads);
   return grads;
 }

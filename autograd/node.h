@@ -14,6 +14,40 @@ namespace minipipe::autograd {
 
 class Node;
 
+// Zero-bubble schedules split a backward in two: B, the gradients that flow on to other nodes (a
+// pipeline stage's input gradient, what the previous stage waits for), and W, the weight
+// gradients, run later to fill the pipeline's idle time. While a WeightGradQueue is installed on
+// this thread (DeferWeightGrads), a backward function may put the work whose only result is a
+// leaf's gradient on the queue instead of doing it (InputGrads::defer); run() does it, in order,
+// adding into the leaves' .grad() and firing their post-accumulate hooks. Linear splits this way
+// (its dW and db GEMMs are most of a backward's weight work); every other op computes all its
+// gradients in B.
+class WeightGradQueue {
+ public:
+  void push(std::function<void()> work) { work_.push_back(std::move(work)); }
+  void run();  // every queued piece in order; the queue is empty after
+  bool empty() const { return work_.empty(); }
+  size_t size() const { return work_.size(); }
+
+ private:
+  std::vector<std::function<void()>> work_;
+};
+
+// Installs `queue` for backwards run on this thread in its scope (each `local` rank is a thread).
+class DeferWeightGrads {
+ public:
+  explicit DeferWeightGrads(WeightGradQueue* queue);
+  ~DeferWeightGrads();
+  DeferWeightGrads(const DeferWeightGrads&) = delete;
+  DeferWeightGrads& operator=(const DeferWeightGrads&) = delete;
+
+ private:
+  WeightGradQueue* prev_;
+};
+WeightGradQueue* current_weight_grad_queue();
+
+class AccumulateGrad;
+
 // The gradients a backward function fills: grads[i] for input i, when needs(i). Where input i is
 // a leaf that already holds a gradient (the second micro-batch on), accumulate_into(i) is that
 // .grad(): a backward may add its contribution there itself (one GEMM with beta = 1 instead of a
@@ -21,11 +55,18 @@ class Node;
 // AccumulateGrad, so its hooks fire once every contribution is in.
 class InputGrads {
  public:
-  explicit InputGrads(std::vector<bool> needs, std::vector<Tensor> accumulate_into = {})
+  explicit InputGrads(std::vector<bool> needs, std::vector<Tensor> accumulate_into = {},
+                      std::vector<std::shared_ptr<AccumulateGrad>> leaves = {})
       : needs_(std::move(needs)), grads_(needs_.size()), into_(std::move(accumulate_into)),
-        accumulated_(needs_.size(), false) {
+        leaves_(std::move(leaves)), accumulated_(needs_.size(), false) {
     into_.resize(needs_.size());
+    leaves_.resize(needs_.size());
   }
+  // Whether input i's gradient may be deferred: a weight-gradient queue is installed and input i
+  // is a leaf (its gradient feeds nothing but the leaf's .grad()).
+  bool can_defer(size_t i) const { return leaves_[i] != nullptr && current_weight_grad_queue() != nullptr; }
+  // Queues `compute` (which returns input i's gradient) for the W pass instead of filling grads[i].
+  void defer(size_t i, std::function<Tensor()> compute);
   bool needs(size_t i) const { return needs_[i]; }
   Tensor& operator[](size_t i) { return grads_[i]; }
   const Tensor& operator[](size_t i) const { return grads_[i]; }
@@ -41,6 +82,7 @@ class InputGrads {
   std::vector<bool> needs_;
   std::vector<Tensor> grads_;
   std::vector<Tensor> into_;
+  std::vector<std::shared_ptr<AccumulateGrad>> leaves_;
   std::vector<bool> accumulated_;
 };
 

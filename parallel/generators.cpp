@@ -94,6 +94,35 @@ Program forward_only(int P, int M, int v) {
   return p;
 }
 
+namespace {
+// k(P-1-r) warm-up forwards, then (F, B) pairs, each followed by a W once more than k·r B passes
+// wait for theirs; the held-back W passes run after the last B.
+Program zero_bubble(const char* who, int P, int M, int k) {
+  check_sizes(who, P, M);
+  Program p = Program::empty(P, P, M);
+  for (int r = 0; r < P; ++r) {
+    auto& list = p.on(r);
+    const int warmup = std::min(k * (P - 1 - r), M), held = k * r;
+    int b = 0, w = 0;
+    auto backward = [&] {
+      list.push_back({r, Op::B, b++});
+      if (b - w > held) list.push_back({r, Op::W, w++});
+    };
+    for (int m = 0; m < warmup; ++m) list.push_back({r, Op::F, m});
+    for (int m = warmup; m < M; ++m) {
+      list.push_back({r, Op::F, m});
+      backward();
+    }
+    while (b < M) backward();
+    while (w < M) list.push_back({r, Op::W, w++});
+  }
+  return p;
+}
+}  // namespace
+
+Program zb_h1(int P, int M) { return zero_bubble("zb_h1", P, M, 1); }
+Program zb_h2(int P, int M) { return zero_bubble("zb_h2", P, M, 2); }
+
 Program make_schedule(std::string_view name, int P, int M, int v) {
   MP_CHECK(v == 1 || name == "interleaved" || name == "forward", "--virtual ", v,
            " only applies to 'interleaved' (and 'forward')");
@@ -101,7 +130,9 @@ Program make_schedule(std::string_view name, int P, int M, int v) {
   if (name == "1f1b") return one_f_one_b(P, M);
   if (name == "interleaved") return interleaved_1f1b(P, M, v);
   if (name == "forward") return forward_only(P, M, v);
-  MP_CHECK(false, "unknown schedule '", name, "' (known: gpipe, 1f1b, interleaved, forward)");
+  if (name == "zb-h1") return zb_h1(P, M);
+  if (name == "zb-h2") return zb_h2(P, M);
+  MP_CHECK(false, "unknown schedule '", name, "' (known: gpipe, 1f1b, interleaved, forward, zb-h1, zb-h2)");
   return {};
 }
 

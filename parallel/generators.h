@@ -31,7 +31,21 @@ bool interleaved_accepts(int P, int M);
 // chunk r for every micro-batch, then chunk P + r, ...). No B.
 Program forward_only(int P, int M, int v = 1);
 
-// By name, for command lines: "gpipe", "1f1b", "interleaved", "forward".
+// Zero-bubble schedules (Qi et al., "Zero Bubble Pipeline Parallelism", ICLR 2024): the backward
+// is split into B (input gradient, what the previous stage waits for) and W (weight gradient,
+// needed by nobody downstream), and W passes fill the idle time. Both follow 1F1B's pattern —
+// k(P-1-r) warm-up forwards on rank r, then F B pairs — and hold back k·r W passes on rank r, doing
+// them as the tail frees time:
+//   ZB-H1 (k = 1): 1F1B's memory (rank r holds min(P - r, M) micro-batches); with F, B, W costs
+//     T_F, T_B, T_W (T_W <= T_F) every rank idles (P-1)(T_F + T_B - T_W) per step, against 1F1B's
+//     (P-1)(T_F + T_B + T_W): a third of it at equal costs.
+//   ZB-H2 (k = 2): up to 2P - 1 micro-batches in flight on rank 0; at equal costs no rank idles
+//     between its first and its last action (a parallelogram: consecutive steps would tile without
+//     a bubble if the optimizer step did not wait for the whole pipeline).
+Program zb_h1(int P, int M);
+Program zb_h2(int P, int M);
+
+// By name, for command lines: "gpipe", "1f1b", "interleaved", "forward", "zb-h1", "zb-h2".
 Program make_schedule(std::string_view name, int P, int M, int v = 1);
 
 // Stage replicas in the spirit of PipeDream's 1F1B-RR: stage s runs on replicas[s] ranks, numbered

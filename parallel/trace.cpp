@@ -109,7 +109,8 @@ double closed_form_bubble(const Program& p) {
   bool round_robin = C % P == 0;
   for (int c = 0; c < C; ++c) round_robin = round_robin && p.rank_of(c) == c % P;
   const int v = C / std::max(P, 1);
-  if (!round_robin || p.replicated() || p.forward_only || !(v == 1 || M % P == 0)) return -1.0;
+  // Zero-bubble programs (W actions) have closed forms in T_F, T_B, T_W (generators.h), not this one.
+  if (!round_robin || p.replicated() || p.has_w() || p.forward_only || !(v == 1 || M % P == 0)) return -1.0;
   return static_cast<double>(P - 1) / (v * M + P - 1);
 }
 

@@ -196,3 +196,63 @@ TEST(Generators, EveryGeneratorPassesTheValidatorBeforeAndAfterLowering) {
     }
   EXPECT_GT(checked, 8 * 32 * 3);
 }
+
+// Zero-bubble schedules against the paper's closed forms (Qi et al. 2024, section 2).
+namespace {
+double rank_window_gap(const mp::Simulation& sim, int r) {  // idle between a rank's first and last action
+  const auto& tl = sim.timeline[static_cast<size_t>(r)];
+  return tl.back().end - tl.front().start - sim.ranks[static_cast<size_t>(r)].busy;
+}
+}  // namespace
+
+TEST(Generators, ZeroBubbleSchedulesAreValidBeforeAndAfterLowering) {
+  for (int P = 1; P <= 8; ++P)
+    for (int M = 1; M <= 24; ++M)
+      for (const char* name : {"zb-h1", "zb-h2"}) {
+        const mp::Program p = mp::make_schedule(name, P, M);
+        ASSERT_TRUE(mp::check(p).ok()) << name << " P=" << P << " M=" << M << "\n" << mp::check(p).to_string();
+        EXPECT_TRUE(p.has_w());
+        for (int r = 0; r < P; ++r) EXPECT_EQ(p.count(Op::W, r), M);
+        const mp::Program low = mp::lower(p, mp::Costs::uniform(P, 1.0, 1.0, 1.0));
+        ASSERT_TRUE(mp::check(low).ok()) << name << " P=" << P << " M=" << M;
+      }
+}
+
+// ZB-H1: every rank idles (P-1)(T_F + T_B - T_W) a step (T_W <= T_F), with 1F1B's memory.
+TEST(Generators, ZbH1IdlesAThirdOf1F1BWithItsMemory) {
+  const double costs[][3] = {{1, 1, 1}, {1, 2, 1}, {2, 1, 1}, {2, 2, 1}, {3, 2, 1}, {2, 3, 1}, {2, 2, 2}};
+  for (const auto& c : costs)
+    for (int P = 2; P <= 6; ++P)
+      for (int M = P; M <= 16; M += 3) {
+        SCOPED_TRACE("F,B,W = " + std::to_string(c[0]) + "," + std::to_string(c[1]) + "," + std::to_string(c[2]) +
+                     " P=" + std::to_string(P) + " M=" + std::to_string(M));
+        const mp::Costs costs = mp::Costs::uniform(P, c[0], c[1], c[2]);
+        const mp::Simulation sim = mp::simulate(mp::zb_h1(P, M), costs);
+        const double work = M * (c[0] + c[1] + c[2]), idle = (P - 1) * (c[0] + c[1] - c[2]);
+        EXPECT_DOUBLE_EQ(sim.makespan, work + idle);
+        for (int r = 0; r < P; ++r) {
+          EXPECT_DOUBLE_EQ(sim.ranks[static_cast<size_t>(r)].idle, idle) << "rank " << r;
+          EXPECT_EQ(sim.ranks[static_cast<size_t>(r)].peak_inflight, std::min(P - r, M)) << "rank " << r;
+        }
+        // 1F1B with the same work (B + W in one backward) idles (P-1)(T_F + T_B + T_W).
+        const mp::Simulation flush = mp::simulate(mp::one_f_one_b(P, M), mp::Costs::uniform(P, c[0], c[1] + c[2]));
+        EXPECT_DOUBLE_EQ(flush.makespan - sim.makespan, 2 * (P - 1) * c[2]);
+      }
+}
+
+// ZB-H2: at equal costs no rank idles between its first and last action (the parallelogram), the
+// step takes M·3T + (P-1)·T (the last rank starts P-1 forwards late), and rank 0 holds 2P - 1.
+TEST(Generators, ZbH2HasNoBubbleInsideAnyRanksWindow) {
+  for (double t : {1.0, 2.5})
+    for (int P = 2; P <= 6; ++P)
+      for (int M = 2 * P - 1; M <= 20; M += 2) {
+        SCOPED_TRACE("T=" + std::to_string(t) + " P=" + std::to_string(P) + " M=" + std::to_string(M));
+        const mp::Simulation sim = mp::simulate(mp::zb_h2(P, M), mp::Costs::uniform(P, t, t, t));
+        EXPECT_DOUBLE_EQ(sim.makespan, 3 * M * t + (P - 1) * t);
+        for (int r = 0; r < P; ++r) EXPECT_DOUBLE_EQ(rank_window_gap(sim, r), 0.0) << "rank " << r;
+        EXPECT_EQ(sim.ranks[0].peak_inflight, 2 * P - 1);
+        // ZB-H1 at the same costs leaves gaps inside the windows (its idle is spread through the step).
+        const mp::Simulation h1 = mp::simulate(mp::zb_h1(P, M), mp::Costs::uniform(P, t, t, t));
+        EXPECT_GT(rank_window_gap(h1, 0), 0.0);
+      }
+}

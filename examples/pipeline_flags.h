@@ -39,7 +39,7 @@ struct PipelineFlags {
   void add_to(CLI::App& app) {
     app.add_option("--stages", stages, "pipeline stages P (ranks)")->capture_default_str();
     app.add_option("--microbatches", microbatches, "micro-batches M per batch")->capture_default_str();
-    app.add_option("--schedule", schedule, "pipeline schedule: gpipe, 1f1b or interleaved")->capture_default_str();
+    app.add_option("--schedule", schedule, "pipeline schedule: gpipe, 1f1b, interleaved, zb-h1 or zb-h2 (zero bubble: B and W split)")->capture_default_str();
     app.add_option("--virtual", virtual_chunks, "chunks per rank (interleaved)")->capture_default_str();
     app.add_option("--checkpoint", checkpoint, "activation checkpointing: never, except_last or always")
         ->capture_default_str();

@@ -145,8 +145,8 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   CLI::App app{"Print a pipeline schedule, its simulated Gantt chart, bubble and memory"};
   Options o;
-  app.add_option("--schedule", o.schedule, "gpipe, 1f1b, interleaved or forward")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "forward"}));
+  app.add_option("--schedule", o.schedule, "gpipe, 1f1b, interleaved, forward, zb-h1 or zb-h2")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "forward", "zb-h1", "zb-h2"}));
   app.add_option("--stages", o.stages, "pipeline ranks P");
   app.add_option("--microbatches", o.microbatches, "micro-batches M");
   app.add_option("--virtual", o.virtual_stages, "chunks per rank v (interleaved; default 2)");

@@ -57,8 +57,6 @@ Executor::Executor(Program program, int rank, std::vector<Chunk> chunks, Communi
   MP_CHECK(rank_ >= 0 && rank_ < program_.num_ranks, "executor: rank ", rank_, " is not in a program of ",
            program_.num_ranks, " ranks");
   MP_CHECK(program_.has_comm() || program_.num_ranks == 1, "executor: the program must be lowered (lower()) first");
-  MP_CHECK(!program_.has_w(), "executor: W (weight-gradient) actions are not supported: this executor runs full "
-                              "backwards only (zero-bubble schedules split B and W)");
   MP_CHECK(static_cast<int>(input_specs_.size()) == C, "executor: ", input_specs_.size(), " input specs for ", C,
            " chunks");
   local_.assign(static_cast<size_t>(C), -1);
@@ -119,6 +117,7 @@ void Executor::run(Run& r) {
   received_.assign(n, false);
   stash_.assign(n, {});
   stash_bytes_.assign(n, -1);
+  weight_work_.assign(n, {});
   records_.clear();
   step_origin_ = r.t0;
   live_at_start_ = account_->live();
@@ -147,7 +146,7 @@ void Executor::run(Run& r) {
         recv_backward(c, m);
         rec.bytes = static_cast<int64_t>(in_b_[at(c, m)].nbytes());
         break;
-      case Op::W: MP_INTERNAL_ASSERT(false, "executor: W action in a program checked to have none");
+      case Op::W: weight_work_[at(c, m)].run(); break;  // the weight gradients B left for later
     }
     rec.end = std::chrono::duration<double>(Clock::now() - r.t0).count();
     rec.live_bytes = account_->live();
@@ -156,7 +155,7 @@ void Executor::run(Run& r) {
   // Every tensor a slot received was consumed: anything left means the program skipped an action.
   for (size_t i = 0; i < n; ++i)
     MP_INTERNAL_ASSERT(!in_f_[i].defined() && !out_f_[i].defined() && !in_b_[i].defined() && !out_b_[i].defined() &&
-                           !stash_[i].root.defined() && !stash_[i].x.defined(),
+                           !stash_[i].root.defined() && !stash_[i].x.defined() && weight_work_[i].empty(),
                        "executor: rank ", rank_, " ended a step with (chunk ", i / static_cast<size_t>(M),
                        ", micro-batch ", i % static_cast<size_t>(M), ") still holding a tensor");
   // Stashed bytes over the action list: (c, m) holds its measured bytes from its F to its B.
@@ -242,8 +241,14 @@ void Executor::backward_action(Run& r, int c, int m) {
   }
   // The loss of one micro-batch is a mean over its rows: scaled by 1/M, the gradients summed over
   // the M micro-batches are those of the mean over the whole batch.
-  if (last) root.backward(scalar_tensor(1.0 / M, root.dtype()));
-  else root.backward(grad);
+  {
+    // A program with W actions splits the backward: this B computes the input gradient (what the
+    // previous stage waits for) and leaves the weight gradients it can to the W action.
+    std::optional<autograd::DeferWeightGrads> split;
+    if (program_.has_w()) split.emplace(&weight_work_[at(c, m)]);
+    if (last) root.backward(scalar_tensor(1.0 / M, root.dtype()));
+    else root.backward(grad);
+  }
   Tensor gx = c > 0 ? x.grad() : Tensor();
   s = Stash{};  // the activations are free now
   root = Tensor();

@@ -12,6 +12,7 @@
 #include <string_view>
 #include <vector>
 
+#include "autograd/node.h"
 #include "nn/sequential.h"
 #include "parallel/communicator.h"
 #include "parallel/schedule.h"
@@ -131,6 +132,7 @@ class Executor {
   std::vector<Tensor> out_b_;  // the gradient of chunk c's input, to send
   std::vector<bool> received_;  // in_f_ came from another rank (its bytes count as stashed)
   std::vector<Stash> stash_;
+  std::vector<autograd::WeightGradQueue> weight_work_;  // zero-bubble: what B left for the W action
   std::vector<int64_t> stash_bytes_;
   int64_t peak_stash_ = 0, live_at_start_ = 0;
   std::vector<ActionRecord> records_;

@@ -63,8 +63,9 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
   const int L = static_cast<int>(model_->size()), C = P * v;
   MP_CHECK(P >= 1 && M >= 1 && v >= 1, "Pipe: stages, micro-batches and virtual chunks must be >= 1, got ", P, ", ",
            M, ", ", v);
-  MP_CHECK(opts_.schedule == "gpipe" || opts_.schedule == "1f1b" || opts_.schedule == "interleaved",
-           "Pipe: unknown schedule '", opts_.schedule, "' (expected gpipe, 1f1b or interleaved)");
+  MP_CHECK(opts_.schedule == "gpipe" || opts_.schedule == "1f1b" || opts_.schedule == "interleaved" ||
+               opts_.schedule == "zb-h1" || opts_.schedule == "zb-h2",
+           "Pipe: unknown schedule '", opts_.schedule, "' (expected gpipe, 1f1b, interleaved, zb-h1 or zb-h2)");
   MP_CHECK(v == 1 || opts_.schedule == "interleaved", "Pipe: --virtual ", v, " needs --schedule interleaved, got ",
            opts_.schedule);
   const bool rr = !opts_.stage_replicas.empty();

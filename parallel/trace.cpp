@@ -60,7 +60,7 @@ Simulation measured(const Trace& t) {
 
 Costs measured_costs(const Trace& t) {
   const int C = t.program.num_chunks;
-  std::vector<double> f(static_cast<size_t>(C)), b(f), nf(f), nb(f), stash(f), nstash(f), msg(f);
+  std::vector<double> f(static_cast<size_t>(C)), b(f), w(f), nf(f), nb(f), nw(f), stash(f), nstash(f), msg(f);
   // Message halves by (sending chunk, direction, micro-batch): their durations, to pair them.
   std::map<std::tuple<int, int, int>, std::vector<double>> halves;
   for (const auto& list : t.ranks) {
@@ -74,7 +74,7 @@ Costs measured_costs(const Trace& t) {
           stash[c] += static_cast<double>(r.stash_bytes - before), ++nstash[c];
           break;
         case Op::B: b[c] += d, ++nb[c]; break;
-        case Op::W: break;  // the executor runs no W
+        case Op::W: w[c] += d, ++nw[c]; break;
         case Op::SEND_F:
           msg[c] = static_cast<double>(r.bytes);
           halves[{r.action.chunk, 0, r.action.microbatch}].push_back(d);
@@ -92,6 +92,7 @@ Costs measured_costs(const Trace& t) {
   for (size_t c = 0; c < static_cast<size_t>(C); ++c) {
     if (nf[c] > 0) costs.forward[c] = f[c] / nf[c];
     if (nb[c] > 0) costs.backward[c] = b[c] / nb[c];
+    if (nw[c] > 0) costs.weight[c] = w[c] / nw[c];
     if (nstash[c] > 0) costs.activation_bytes[c] = std::max(0.0, stash[c] / nstash[c]);
   }
   // The link: message sizes are known, so the transfer time is a latency (bandwidth left infinite).

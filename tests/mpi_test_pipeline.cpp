@@ -5,6 +5,8 @@
 // schedules, micro-batch counts and checkpoint modes on the MLP and the tiny GPT with dropout.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "mpi_main.h"
 #include "parallel/generators.h"
 #include "pipeline_models.h"
@@ -91,7 +93,7 @@ TEST(MpiStageReplicas, OneStepGivesTheSingleDeviceLossAndGradients) {
 std::vector<Case> cases() {
   std::vector<Case> out;
   for (ModelKind m : {ModelKind::Mlp, ModelKind::Gpt})
-    for (const char* s : {"gpipe", "1f1b", "interleaved"})
+    for (const char* s : {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"})
       for (int M : {2, 4})
         for (Checkpoint ckpt : {Checkpoint::Never, Checkpoint::Always}) out.push_back({m, s, M, ckpt});
   return out;
@@ -99,7 +101,9 @@ std::vector<Case> cases() {
 
 INSTANTIATE_TEST_SUITE_P(Mpi, MpiEquivalence, ::testing::ValuesIn(cases()), [](const auto& info) {
   const Case& c = info.param;
-  return std::string(c.model == ModelKind::Mlp ? "mlp_" : "gpt_") + c.schedule + "_M" + std::to_string(c.microbatches) +
+  std::string schedule = c.schedule;
+  std::replace(schedule.begin(), schedule.end(), '-', '_');  // gtest names: letters, digits, '_'
+  return std::string(c.model == ModelKind::Mlp ? "mlp_" : "gpt_") + schedule + "_M" + std::to_string(c.microbatches) +
          "_" + checkpoint_name(c.checkpoint);
 });
 

@@ -52,6 +52,8 @@ TEST(TrainMlpPipeline, EverySchedulePrintsWhatOneDevicePrints) {
                             "--stages 3 --microbatches 4 --schedule 1f1b --checkpoint except_last --partition params",
                             "--stages 2 --microbatches 4 --schedule interleaved --virtual 2",
                             "--stages 2 --stage-replicas 2,1 --microbatches 4",
+                            "--stages 2 --microbatches 4 --schedule zb-h1",
+                            "--stages 3 --microbatches 8 --schedule zb-h2 --checkpoint always",
                             "--stages 3 --stage-replicas 1,2,1 --microbatches 4 --schedule gpipe --checkpoint always"}) {
     const ProgramResult r = run_program("train_mlp", kShort + flags);
     ASSERT_EQ(r.status, 0) << flags << "\n" << r.output;
@@ -91,7 +93,7 @@ TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
   const std::pair<const char*, const char*> cases[] = {
       {"--stages 9", "cannot cut a model of 5 layers into 9 chunks"},
       {"--stages 2 --microbatches 3", "--batch 128 does not split into --dp 1 replicas x --microbatches 3"},
-      {"--stages 2 --schedule zb-h1", "unknown schedule 'zb-h1'"},
+      {"--stages 2 --schedule pipedream", "unknown schedule 'pipedream'"},
       {"--stages 2 --checkpoint sometimes", "unknown checkpoint mode 'sometimes'"},
       {"--stages 2 --comm nccl", "unknown communicator 'nccl'"},
       {"--stages 2 --partition even", "unknown partition 'even'"},

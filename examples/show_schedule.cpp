@@ -115,9 +115,21 @@ int run(const Options& o) {
   //   over ideal = (P-1) / (v·M),   of total = (P-1) / (v·M + P-1).
   bool round_robin = C % P == 0;
   for (int c = 0; c < C; ++c) round_robin = round_robin && program.rank_of(c) == c % P;
-  const bool closed = round_robin && o.chunk_scale.empty() && (v == 1.0 || M % P == 0);
-  const std::string over = closed ? fmt_fixed((P - 1) / (v * M)) : "-";
-  const std::string total = closed ? fmt_fixed((P - 1) / (v * M + P - 1)) : "-";
+  const bool plain = !program.has_w() && !program.replicated() && o.file.empty();
+  const bool closed = plain && round_robin && o.chunk_scale.empty() && (v == 1.0 || M % P == 0);
+  std::string over = closed ? fmt_fixed((P - 1) / (v * M)) : "-";
+  std::string total = closed ? fmt_fixed((P - 1) / (v * M + P - 1)) : "-";
+  // Zero bubble (Qi et al. 2024): ZB-H1 idles (P-1)(T_F + T_B - T_W) on every rank when T_W <= T_F;
+  // ZB-H2 at equal costs idles (P-1)T, all of it before its first or after its last action.
+  const double tf = o.costs[0], tb = o.costs[1], tw = o.costs[2];
+  const bool zb_closed = o.file.empty() && o.chunk_scale.empty() && M >= P &&
+                         ((o.schedule == "zb-h1" && tw > 0 && tw <= tf) ||
+                          (o.schedule == "zb-h2" && tf == tb && tb == tw && M >= 2 * P - 1));
+  if (zb_closed) {
+    const double idle = o.schedule == "zb-h1" ? (P - 1) * (tf + tb - tw) : (P - 1) * tf, work = M * (tf + tb + tw);
+    total = fmt_fixed(idle / (work + idle));
+    over = fmt_fixed(idle / work);
+  }
   std::cout << "step time (makespan): " << fmt(sim.makespan, 6) << "\n";
   if (lower) {  // what blocking sends cost, against asynchronous (non-blocking) messages
     const double async = mp::simulate(program, costs).makespan;
@@ -134,9 +146,19 @@ int run(const Options& o) {
                 s.bubble_of_total, total.c_str(), s.bubble_over_ideal, over.c_str(),
                 s.peak_inflight, fmt_bytes(s.peak_inflight_bytes).c_str());
   }
-  std::cout << "bubble = idle / makespan (of total time) and idle / busy (over ideal time);\n"
-            << "closed forms for equal stages and free messages: (P-1)/(v*M+P-1) of total, "
-            << "(P-1)/(v*M) over ideal" << (v == 1.0 ? "" : " = (1/v)(P-1)/M") << '\n';
+  std::cout << "bubble = idle / makespan (of total time) and idle / busy (over ideal time);\n";
+  if (zb_closed && o.schedule == "zb-h1")
+    std::cout << "closed form (ZB-H1, T_W <= T_F): every rank idles (P-1)(T_F+T_B-T_W) = "
+              << fmt((P - 1) * (tf + tb - tw)) << " a step; 1F1B idles (P-1)(T_F+T_B+T_W) = "
+              << fmt((P - 1) * (tf + tb + tw)) << '\n';
+  else if (zb_closed)
+    std::cout << "closed form (ZB-H2, equal costs): (P-1)T idle per rank, none of it between a rank's first and "
+                 "last action\n";
+  else if (program.has_w())
+    std::cout << "closed forms: ZB-H1 with T_W <= T_F, ZB-H2 with equal F, B, W (none for these costs)\n";
+  else
+    std::cout << "closed forms for equal stages and free messages: (P-1)/(v*M+P-1) of total, "
+              << "(P-1)/(v*M) over ideal" << (v == 1.0 ? "" : " = (1/v)(P-1)/M") << '\n';
   return 0;
 }
 

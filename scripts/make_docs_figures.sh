@@ -23,12 +23,26 @@ build/show_schedule --schedule 1f1b --stages 4 --microbatches 8 --act-bytes 1048
 build/show_schedule --schedule interleaved --stages 4 --microbatches 8 --virtual 2 --act-bytes 1048576 \
   --svg "$out/sim_interleaved_P4_M8_v2.svg" >/dev/null
 
+echo "== simulated zero-bubble schedules: P=4, M=8, F=B=W=1"
+for s in zb-h1 zb-h2; do
+  build/show_schedule --schedule $s --stages 4 --microbatches 8 --costs 1,1,1 --act-bytes 1048576 \
+    --svg "$out/sim_${s}_P4_M8.svg" >/dev/null
+done
+
 echo "== measured (bench_schedules): 2 ranks on 2 cores, 8 blocks of 1024, batch 256"
 build/bench_schedules --schedules gpipe,1f1b,interleaved --stages 1,2 --microbatches 1,2,4,8 --checkpoint never,always \
   --steps 5 --svg-dir "$tmp/bench" --csv "$tmp/bench.csv"
 for s in gpipe_P2_M4_v1_never 1f1b_P2_M4_v1_never interleaved_P2_M4_v2_never; do
   cp "$tmp/bench/${s}_measured.svg" "$out/measured_${s}.svg"
   cp "$tmp/bench/${s}_predicted.svg" "$out/predicted_${s}.svg"
+done
+
+echo "== zero bubble, measured (bench_schedules): transformer blocks, 2 ranks on 2 cores, 4 micro-batches"
+build/bench_schedules --model gpt --width 256 --blocks 8 --batch 32 --context 64 --schedules 1f1b,zb-h1,zb-h2 \
+  --stages 1,2 --microbatches 4 --checkpoint never --steps 5 --svg-dir "$tmp/zb" | grep -E '^(schedule|1f1b|zb)'
+for s in 1f1b zb-h1 zb-h2; do
+  cp "$tmp/zb/${s}_P2_M4_v1_never_measured.svg" "$out/gpt_measured_${s}_P2_M4.svg"
+  cp "$tmp/zb/${s}_P2_M4_v1_never_predicted.svg" "$out/gpt_predicted_${s}_P2_M4.svg"
 done
 
 echo "== a traced training step: train_gpt, 2 stages, 1F1B, 4 micro-batches, step 20"

@@ -46,7 +46,9 @@ json entry(const std::string& schedule, int P, int M, int v, bool checkpoint) {
     return {{"err", e.what()}};
   }
   const int C = program.num_chunks;
-  mp::Costs costs = mp::Costs::uniform(C, kF / v, kB / v, 0.0);
+  // Zero-bubble schedules split B's 2 into B = 1 (input gradient) and W = 1 (weight gradient).
+  const bool zb = program.has_w();
+  mp::Costs costs = zb ? mp::Costs::uniform(C, kF, kB / 2, kB / 2) : mp::Costs::uniform(C, kF / v, kB / v, 0.0);
   costs.activation_bytes.assign(static_cast<size_t>(C), kActBytes / v);
   costs = mp::with_checkpointing(costs, checkpoint ? mp::Checkpoint::Always : mp::Checkpoint::Never, C);
   const mp::Program run = mp::lower(program, costs);
@@ -67,6 +69,9 @@ json entry(const std::string& schedule, int P, int M, int v, bool checkpoint) {
   json e = {{"mk", fmt6(sim.makespan)}, {"span", round4(sim.makespan)}, {"r", ranks}, {"t", timeline}};
   const double vd = static_cast<double>(C) / P;
   if (closed >= 0) e["cf"] = {printf_str("%.4f", closed), printf_str("%.4f", (P - 1) / (vd * M))};
+  // ZB-H1 (M >= P) and ZB-H2 (M >= 2P-1) at F = B = W = 1: (P-1) idle on every rank (generators.h).
+  if (zb && !checkpoint && M >= (schedule == "zb-h1" ? P : 2 * P - 1))
+    e["cf"] = {printf_str("%.4f", (P - 1) / (3.0 * M + P - 1)), printf_str("%.4f", (P - 1) / (3.0 * M))};
   return e;
 }
 
@@ -84,11 +89,12 @@ code { background: #f4f4f4; padding: 1px 4px; }
 <h2>Pipeline schedule explorer</h2>
 <p>Every figure below is the simulator's (<code>parallel/simulator.h</code>), precomputed by
 <code>build/make_explorer</code> exactly as <code>show_schedule</code> prints it: F=1, B=2 per stage and
-micro-batch (an interleaved chunk costs 1/v of that), 1 MiB of activations stashed per stage and
+micro-batch (an interleaved chunk costs 1/v of that; the zero-bubble schedules split B into B=1 and
+W=1), 1 MiB of activations stashed per stage and
 micro-batch, a free link, blocking sends and receives. Checkpointing: B runs F again and a chunk
 stashes only its input.</p>
 <div class="controls">
-<label for="schedule">schedule</label><select id="schedule"><option>gpipe</option><option selected>1f1b</option><option>interleaved</option></select><span></span>
+<label for="schedule">schedule</label><select id="schedule"><option>gpipe</option><option selected>1f1b</option><option>interleaved</option><option>zb-h1</option><option>zb-h2</option></select><span></span>
 <label for="P">stages P</label><input id="P" type="range" min="1" max="8" value="4"><span id="P-val"></span>
 <label for="M">micro-batches M</label><input id="M" type="range" min="1" max="16" value="8"><span id="M-val"></span>
 <label for="v">chunks per rank v</label><input id="v" type="range" min="2" max="4" value="2"><span id="v-val"></span>
@@ -160,7 +166,8 @@ function update() {
   $("v").disabled = s !== "interleaved";
   $("P-val").textContent = P; $("M-val").textContent = M; $("v-val").textContent = s === "interleaved" ? v : "-";
   $("command").textContent = "build/show_schedule --schedule " + s + " --stages " + P + " --microbatches " + M +
-    (s === "interleaved" ? " --virtual " + v : "") + " --act-bytes 1048576" + (ck ? " --checkpoint always" : "");
+    (s === "interleaved" ? " --virtual " + v : "") + (s.startsWith("zb") ? " --costs 1,1,1" : "") +
+    " --act-bytes 1048576" + (ck ? " --checkpoint always" : "");
   const d = DATA[key()], rows = $("rows"), chart = $("chart");
   rows.textContent = ""; chart.textContent = ""; $("makespan").textContent = "";
   $("err").textContent = d && d.err ? d.err : (d ? "" : "not in the precomputed grid");
@@ -211,7 +218,7 @@ int main(int argc, char** argv) {
     MP_CHECK(max_p >= 1 && max_p <= 8 && max_m >= 1 && max_m <= 16, "--max-stages must be 1..8 and "
              "--max-microbatches 1..16 (the page's sliders), got ", max_p, " and ", max_m);
     json data = json::object();
-    for (const std::string s : {"gpipe", "1f1b", "interleaved"})
+    for (const std::string s : {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"})
       for (int P = 1; P <= max_p; ++P)
         for (int M = 1; M <= max_m; ++M)
           for (int v = s == "interleaved" ? 2 : 1; v <= (s == "interleaved" ? 4 : 1); ++v)

@@ -75,11 +75,12 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
   const ProgramResult r = run_program("make_explorer", "--out " + path("e.html"));
   ASSERT_EQ(r.status, 0) << r.output;
   const nlohmann::json data = explorer_data(read(path("e.html")));
-  ASSERT_EQ(data.size(), 2u * (8 * 16 * 2) + 8 * 16 * 3 * 2);  // gpipe, 1f1b; interleaved v = 2..4; x checkpoint
+  // gpipe, 1f1b, zb-h1, zb-h2; interleaved v = 2..4; x checkpoint
+  ASSERT_EQ(data.size(), 4u * (8 * 16 * 2) + 8 * 16 * 3 * 2);
   int checked = 0;
   for (const auto& [key, e] : data.items()) {
     std::smatch m;
-    ASSERT_TRUE(std::regex_match(key, m, std::regex(R"((\w+)/(\d+)/(\d+)/(\d+)/(never|always))"))) << key;
+    ASSERT_TRUE(std::regex_match(key, m, std::regex(R"(([\w-]+)/(\d+)/(\d+)/(\d+)/(never|always))"))) << key;
     const std::string s = m[1];
     const int P = std::stoi(m[2]), M = std::stoi(m[3]), v = std::stoi(m[4]);
     mp::Program prog;
@@ -92,7 +93,7 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
     // Independently of make_explorer: show_schedule's costs for --act-bytes 1048576 (a stage's F=1,
     // B=2 and bytes split over its v chunks), checkpointing, lowering, simulation.
     const int C = prog.num_chunks;
-    mp::Costs c = mp::Costs::uniform(C, 1.0 / v, 2.0 / v);
+    mp::Costs c = prog.has_w() ? mp::Costs::uniform(C, 1.0, 1.0, 1.0) : mp::Costs::uniform(C, 1.0 / v, 2.0 / v);
     c.activation_bytes.assign(static_cast<size_t>(C), 1048576.0 / v);
     c = mp::with_checkpointing(c, m[5] == "always" ? mp::Checkpoint::Always : mp::Checkpoint::Never, C);
     const mp::Simulation sim = mp::simulate(mp::lower(prog, c), c);

@@ -53,6 +53,7 @@ TEST(TrainMlpPipeline, EverySchedulePrintsWhatOneDevicePrints) {
                             "--stages 2 --microbatches 4 --schedule interleaved --virtual 2",
                             "--stages 2 --stage-replicas 2,1 --microbatches 4",
                             "--stages 2 --microbatches 4 --schedule zb-h1",
+                            "--stages 2 --dp 2 --microbatches 2 --schedule zb-h1",
                             "--stages 3 --microbatches 8 --schedule zb-h2 --checkpoint always",
                             "--stages 3 --stage-replicas 1,2,1 --microbatches 4 --schedule gpipe --checkpoint always"}) {
     const ProgramResult r = run_program("train_mlp", kShort + flags);

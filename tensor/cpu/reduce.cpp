@@ -59,7 +59,9 @@ void sum_into(Acc* acc, const T* x, const Shape& sizes, const Shape& acc_strides
   cpu::loop_range<2>(g, 0, numel, inner);
 }
 
-// sum_into over `threads` bands of dim `split` (a kept dim), one per thread.
+// sum_into over `threads` bands of dim `split` (a kept dim), one per thread. Each thread sums its
+// band into a buffer of its own, then copies it into acc: threads writing neighbouring outputs of
+// one acc would share the cache line between their bands and pass it back and forth every row.
 template <typename Acc, typename T>
 void sum_into_bands(Acc* acc, const T* x, const Shape& sizes, const Shape& acc_strides, const Shape& in_strides,
                     int64_t split, int threads) {
@@ -68,9 +70,23 @@ void sum_into_bands(Acc* acc, const T* x, const Shape& sizes, const Shape& acc_s
   {
     const int64_t k = omp_get_thread_num(), parts = omp_get_num_threads();
     const int64_t begin = n * k / parts, end = n * (k + 1) / parts;
-    Shape band = sizes;
+    Shape band = sizes, outputs = sizes;  // outputs: the band's kept shape (1 along reduced dims)
     band[split] = end - begin;
-    sum_into(acc + begin * acc_strides[split], x + begin * in_strides[split], band, acc_strides, in_strides);
+    for (size_t d = 0; d < sizes.size(); ++d)
+      if (acc_strides[d] == 0) outputs[d] = 1;
+    outputs[static_cast<size_t>(split)] = end - begin;
+    Shape local_strides = contiguous_strides(outputs);
+    for (size_t d = 0; d < sizes.size(); ++d)
+      if (acc_strides[d] == 0) local_strides[d] = 0;
+    std::vector<Acc> local(static_cast<size_t>(shape_numel(outputs)), Acc(0));
+    sum_into(local.data(), x + begin * in_strides[split], band, local_strides, in_strides);
+    Acc* out = acc + begin * acc_strides[split];
+    const Acc* from = local.data();
+    auto copy = [=](std::array<int64_t, 2> off, int64_t cnt, std::array<int64_t, 2> st) {
+      for (int64_t i = 0; i < cnt; ++i) out[off[0] + i * st[0]] = from[off[1] + i * st[1]];
+    };
+    auto g = cpu::coalesce<2>(outputs, {acc_strides, contiguous_strides(outputs)});
+    cpu::loop_range<2>(g, 0, shape_numel(outputs), copy);
   }
 }
 
@@ -85,11 +101,19 @@ Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
   for (int64_t i = 0; i < t.dim(); ++i)
     if (mask[i]) acc_strides[i] = 0;
   // Threads split the outputs, never an output's elements: along the largest kept dim, each
-  // thread sums a contiguous band of outputs, every one in the same order as on one thread. A
-  // reduction to a single value (or to fewer outputs than threads) runs on one thread.
+  // thread sums a band of outputs, every one in the same order as on one thread. Only where that
+  // dim lies outside every reduced dim in memory, so each thread streams a block of its own: a
+  // column sum split by columns would have each thread read every row's half, slower on two
+  // threads than on one (measured: 0.58x at 16 Mi elements). A reduction to one value, or along
+  // the outer dims only, runs on one thread.
   int64_t split = -1;
-  for (int64_t i = 0; i < t.dim(); ++i)
-    if (!mask[i] && t.size(i) > 1 && (split < 0 || t.size(i) > t.size(split))) split = i;
+  for (int64_t i = 0; i < t.dim(); ++i) {
+    if (mask[i] || t.size(i) < 2) continue;
+    bool outer = true;
+    for (int64_t d = 0; d < t.dim(); ++d)
+      if (mask[d] && t.size(d) > 1) outer = outer && t.stride(i) >= t.stride(d) * t.size(d);
+    if (outer && (split < 0 || t.size(i) > t.size(split))) split = i;
+  }
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const bool parallel = threads > 1 && split >= 0 && t.numel() >= cpu::kParallelGrain;
   Tensor out = MP_DISPATCH_ALL(t.dtype(), "sum", [&] {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "tensor/dtype.h"
+#include "tensor/small_vector.h"
 #include "tensor/storage.h"
 
 namespace minipipe {
@@ -18,7 +19,8 @@ namespace autograd {
 class Node;
 }
 
-using Shape = std::vector<int64_t>;
+// Sizes and strides: up to 6 dims held inline, no heap allocation (small_vector.h).
+using Shape = SmallVector<int64_t, 6>;
 std::string shape_str(const Shape& s);  // "[64, 784]"
 int64_t shape_numel(const Shape& s);
 Shape contiguous_strides(const Shape& s);

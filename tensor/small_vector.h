@@ -119,7 +119,8 @@ class SmallVector {
     const size_t n = static_cast<size_t>(std::distance(first, last));
     size_ = 0;
     reserve(n);
-    std::copy(first, last, data_);
+    T* out = data_;
+    for (; first != last; ++first) *out++ = *first;  // a few elements: a loop, not a memmove call
     size_ = n;
   }
   void push_back(const T& value) {
@@ -192,7 +193,7 @@ class SmallVector {
   }
   void take(SmallVector& o) {
     if (o.data_ == o.inline_) {
-      std::memcpy(inline_, o.inline_, o.size_ * sizeof(T));
+      for (size_t i = 0; i < o.size_; ++i) inline_[i] = o.inline_[i];
       data_ = inline_;
     } else {
       data_ = o.data_;

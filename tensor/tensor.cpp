@@ -32,11 +32,10 @@ Shape contiguous_strides(const Shape& s) {
   return st;
 }
 
-int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
-  int64_t lo = -std::max<int64_t>(ndim, 1), hi = std::max<int64_t>(ndim, 1) - 1;
-  MP_CHECK(dim >= lo && dim <= hi, op, ": dim ", dim, " out of range for a ", ndim,
-           "-D tensor (expected ", lo, "..", hi, ")");
-  return dim < 0 ? dim + std::max<int64_t>(ndim, 1) : dim;
+void wrap_dim_error(int64_t dim, int64_t ndim, const char* op) {
+  const int64_t lo = -std::max<int64_t>(ndim, 1), hi = std::max<int64_t>(ndim, 1) - 1;
+  detail::throw_error(detail::str_cat(op, ": dim ", dim, " out of range for a ", ndim, "-D tensor (expected ", lo,
+                                      "..", hi, ")"));
 }
 
 Tensor make_view(const std::shared_ptr<Storage>& storage, Shape sizes, Shape strides,
@@ -59,21 +58,15 @@ Tensor empty(const Shape& sizes, TensorOptions opts) {
 
 #define MP_REQUIRE_DEFINED(what) MP_CHECK(defined(), what, ": called on an undefined tensor")
 
-const Shape& Tensor::sizes() const { MP_REQUIRE_DEFINED("sizes"); return impl_->sizes; }
-const Shape& Tensor::strides() const { MP_REQUIRE_DEFINED("strides"); return impl_->strides; }
-int64_t Tensor::dim() const { return static_cast<int64_t>(sizes().size()); }
-// wrap_dim lets a 0-dim tensor take dim 0 / -1 (for reductions), but it has no size to return.
-int64_t Tensor::size(int64_t d) const {
-  MP_CHECK(dim() > 0, "size: a 0-dim tensor has no dim ", d);
-  return sizes()[wrap_dim(d, dim(), "size")];
+void Tensor::undefined_error(const char* what) {
+  detail::throw_error(detail::str_cat(what, ": called on an undefined tensor"));
 }
-int64_t Tensor::stride(int64_t d) const {
-  MP_CHECK(dim() > 0, "stride: a 0-dim tensor has no dim ", d);
-  return strides()[wrap_dim(d, dim(), "stride")];
+void Tensor::zero_dim_error(const char* what, int64_t d) {
+  detail::throw_error(detail::str_cat(what, ": a 0-dim tensor has no dim ", d));
 }
+
 int64_t Tensor::numel() const { return shape_numel(sizes()); }
 int64_t Tensor::storage_offset() const { MP_REQUIRE_DEFINED("storage_offset"); return impl_->offset; }
-DType Tensor::dtype() const { MP_REQUIRE_DEFINED("dtype"); return impl_->dtype; }
 Device Tensor::device() const {
   MP_REQUIRE_DEFINED("device");
   return impl_->storage ? impl_->storage->device() : Device::cpu();

@@ -42,6 +42,8 @@ class Tensor {
  public:
   Tensor() = default;  // undefined: no storage
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
+  [[noreturn]] static void undefined_error(const char* what);
+  [[noreturn]] static void zero_dim_error(const char* what, int64_t d);
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& sizes() const;
@@ -118,8 +120,46 @@ Tensor empty(const Shape& sizes, TensorOptions opts = {});
 
 std::ostream& operator<<(std::ostream& os, const Tensor& t);
 
-// Normalise a possibly negative dim against `ndim`; `op` names the caller in the error.
-int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);
+// Normalise a possibly negative dim against `ndim`; `op` names the caller in the error. Inline:
+// every size(d) and stride(d) goes through it.
+[[noreturn]] void wrap_dim_error(int64_t dim, int64_t ndim, const char* op);
+inline int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
+  const int64_t n = ndim > 0 ? ndim : 1;  // a 0-dim tensor takes dim 0 / -1 (reductions)
+  if (dim < -n || dim >= n) [[unlikely]]
+    wrap_dim_error(dim, ndim, op);
+  return dim < 0 ? dim + n : dim;
+}
+
+// The accessors every op calls, inline (the error paths are not).
+inline const Shape& Tensor::sizes() const {
+  if (!impl_) [[unlikely]]
+    undefined_error("sizes");
+  return impl_->sizes;
+}
+inline const Shape& Tensor::strides() const {
+  if (!impl_) [[unlikely]]
+    undefined_error("strides");
+  return impl_->strides;
+}
+inline int64_t Tensor::dim() const { return static_cast<int64_t>(sizes().size()); }
+// wrap_dim lets a 0-dim tensor take dim 0 / -1 (for reductions), but it has no size to return.
+inline int64_t Tensor::size(int64_t d) const {
+  const int64_t n = dim();
+  if (n == 0) [[unlikely]]
+    zero_dim_error("size", d);
+  return impl_->sizes[static_cast<size_t>(wrap_dim(d, n, "size"))];
+}
+inline int64_t Tensor::stride(int64_t d) const {
+  const int64_t n = dim();
+  if (n == 0) [[unlikely]]
+    zero_dim_error("stride", d);
+  return impl_->strides[static_cast<size_t>(wrap_dim(d, n, "stride"))];
+}
+inline DType Tensor::dtype() const {
+  if (!impl_) [[unlikely]]
+    undefined_error("dtype");
+  return impl_->dtype;
+}
 
 template <typename T>
 T* Tensor::data_ptr() const {

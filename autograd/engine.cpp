@@ -63,11 +63,14 @@ DeferWeightGrads::DeferWeightGrads(WeightGradQueue* queue) : prev_(weight_grad_q
 DeferWeightGrads::~DeferWeightGrads() { weight_grad_queue = prev_; }
 WeightGradQueue* current_weight_grad_queue() { return weight_grad_queue; }
 
-void InputGrads::defer(size_t i, std::function<Tensor()> compute) {
+void InputGrads::defer(size_t i, std::function<Tensor(const Tensor& into)> compute) {
   MP_INTERNAL_ASSERT(can_defer(i), "input ", i, " cannot be deferred");
-  // The leaf's accumulator runs in W with the gradient (and its hooks fire then); in B the
-  // engine delivers nothing to it, so it does not run.
-  current_weight_grad_queue()->push([leaf = leaves_[i], compute = std::move(compute)] { leaf->apply(compute()); });
+  // The leaf's accumulator runs in W with the gradient, or with none when compute added it into
+  // .grad() itself (its hooks fire then either way); in B the engine delivers nothing to it, so
+  // it does not run.
+  current_weight_grad_queue()->push([leaf = leaves_[i], compute = std::move(compute)] {
+    leaf->apply(compute(leaf->accumulation_target()));
+  });
 }
 
 bool GradMode::is_enabled() { return grad_mode_enabled; }

@@ -65,8 +65,10 @@ class InputGrads {
   // Whether input i's gradient may be deferred: a weight-gradient queue is installed and input i
   // is a leaf (its gradient feeds nothing but the leaf's .grad()).
   bool can_defer(size_t i) const { return leaves_[i] != nullptr && current_weight_grad_queue() != nullptr; }
-  // Queues `compute` (which returns input i's gradient) for the W pass instead of filling grads[i].
-  void defer(size_t i, std::function<Tensor()> compute);
+  // Queues `compute` for the W pass instead of filling grads[i]. At W it gets the leaf's .grad()
+  // when there is one to add into (defined: add into it and return an undefined tensor, as with
+  // accumulate_into) and returns input i's gradient otherwise.
+  void defer(size_t i, std::function<Tensor(const Tensor& into)> compute);
   bool needs(size_t i) const { return needs_[i]; }
   Tensor& operator[](size_t i) { return grads_[i]; }
   const Tensor& operator[](size_t i) const { return grads_[i]; }

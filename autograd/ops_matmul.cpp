@@ -49,7 +49,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                   Tensor g2 = ops::reshape(g, {-1, w.size(0)});                          // [N, out]
                   if (gi.needs(0)) gi[0] = ops::reshape(ops::matmul(g2, w), xs);          // [N, in]
                   if (gi.needs(1) && gi.can_defer(1)) {  // a zero-bubble B: dW waits for the W pass
-                    gi.defer(1, [g2, x2] { return ops::matmul(ops::transpose(g2, 0, 1), x2); });
+                    gi.defer(1, [g2, x2](const Tensor& into) {
+                      if (!into.defined()) return ops::matmul(ops::transpose(g2, 0, 1), x2);
+                      ops::addmm_(into, ops::transpose(g2, 0, 1), x2);  // as below: inside the GEMM
+                      return Tensor();
+                    });
                   } else if (gi.needs(1)) {  // [out, in]; summed straight into .grad() from the second micro-batch on
                     if (const Tensor& into = gi.accumulate_into(1); into.defined()) {
                       ops::addmm_(into, ops::transpose(g2, 0, 1), x2);
@@ -58,7 +62,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                       gi[1] = ops::matmul(ops::transpose(g2, 0, 1), x2);
                     }
                   }
-                  if (gi.needs(2) && gi.can_defer(2)) gi.defer(2, [g2] { return ops::sum(g2, {0}); });
+                  if (gi.needs(2) && gi.can_defer(2)) gi.defer(2, [g2](const Tensor&) { return ops::sum(g2, {0}); });
                   else if (gi.needs(2)) gi[2] = ops::sum(g2, {0});                        // [out]
                 });
 }

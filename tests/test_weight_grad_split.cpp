@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <optional>
 
 #include "nn/nn.h"
 #include "nn/transformer.h"
@@ -68,6 +69,34 @@ TEST(WeightGradSplit, MlpBThenWEqualsOneBackward) {
   s.run(true, &gx_split);
   EXPECT_EQ(grads(*model), full);  // bit for bit: the same GEMMs, in W instead of B
   EXPECT_EQ(gx_split, gx_full);
+}
+
+// Micro-batches accumulating into .grad(): W adds each micro-batch's dW into .grad() (inside the
+// GEMM, beta = 1, as the full backward does from the second micro-batch on): the same sums, bit
+// for bit.
+TEST(WeightGradSplit, AccumulatedMicroBatchesMatchBitForBit) {
+  Generator gen(7);
+  auto model = std::make_shared<nn::Sequential>(std::initializer_list<nn::ModulePtr>{
+      std::make_shared<nn::Linear>(nn::LinearOptions(5, 7).generator(&gen)), std::make_shared<nn::GELU>(),
+      std::make_shared<nn::Linear>(nn::LinearOptions(7, 3).generator(&gen))});
+  std::vector<Tensor> xs = {randn({4, 5}, {}, &gen), randn({4, 5}, {}, &gen), randn({4, 5}, {}, &gen)};
+  auto run = [&](bool split) {
+    for (Tensor p : model->parameters()) p.mutable_grad() = Tensor();
+    for (const Tensor& x : xs) {
+      Tensor y = model->forward(x);
+      Tensor l = sum(mul(y, y));
+      autograd::WeightGradQueue q;
+      {
+        std::optional<autograd::DeferWeightGrads> defer;
+        if (split) defer.emplace(&q);
+        l.backward();
+      }
+      q.run();
+    }
+    return grads(*model);
+  };
+  const auto full = run(false);
+  EXPECT_EQ(run(true), full);
 }
 
 TEST(WeightGradSplit, GptBThenWEqualsOneBackward) {

@@ -56,6 +56,7 @@ void WeightGradQueue::run() {
   NoGradGuard no_grad;
   std::vector<std::function<void()>> work = std::move(work_);
   work_.clear();
+  bytes_ = 0;
   for (auto& w : work) w();
 }
 
@@ -63,14 +64,14 @@ DeferWeightGrads::DeferWeightGrads(WeightGradQueue* queue) : prev_(weight_grad_q
 DeferWeightGrads::~DeferWeightGrads() { weight_grad_queue = prev_; }
 WeightGradQueue* current_weight_grad_queue() { return weight_grad_queue; }
 
-void InputGrads::defer(size_t i, std::function<Tensor(const Tensor& into)> compute) {
+void InputGrads::defer(size_t i, std::function<Tensor(const Tensor& into)> compute, int64_t bytes) {
   MP_INTERNAL_ASSERT(can_defer(i), "input ", i, " cannot be deferred");
   // The leaf's accumulator runs in W with the gradient, or with none when compute added it into
   // .grad() itself (its hooks fire then either way); in B the engine delivers nothing to it, so
   // it does not run.
   current_weight_grad_queue()->push([leaf = leaves_[i], compute = std::move(compute)] {
     leaf->apply(compute(leaf->accumulation_target()));
-  });
+  }, bytes);
 }
 
 bool GradMode::is_enabled() { return grad_mode_enabled; }

@@ -24,13 +24,19 @@ class Node;
 // gradients in B.
 class WeightGradQueue {
  public:
-  void push(std::function<void()> work) { work_.push_back(std::move(work)); }
+  // `bytes`: what the piece keeps alive until it runs (its saved tensors), for memory accounts.
+  void push(std::function<void()> work, int64_t bytes = 0) {
+    work_.push_back(std::move(work));
+    bytes_ += bytes;
+  }
   void run();  // every queued piece in order; the queue is empty after
   bool empty() const { return work_.empty(); }
   size_t size() const { return work_.size(); }
+  int64_t bytes() const { return bytes_; }
 
  private:
   std::vector<std::function<void()>> work_;
+  int64_t bytes_ = 0;
 };
 
 // Installs `queue` for backwards run on this thread in its scope (each `local` rank is a thread).
@@ -68,7 +74,8 @@ class InputGrads {
   // Queues `compute` for the W pass instead of filling grads[i]. At W it gets the leaf's .grad()
   // when there is one to add into (defined: add into it and return an undefined tensor, as with
   // accumulate_into) and returns input i's gradient otherwise.
-  void defer(size_t i, std::function<Tensor(const Tensor& into)> compute);
+  // `bytes`: what compute's captures keep alive until W (count a tensor shared by two pieces once).
+  void defer(size_t i, std::function<Tensor(const Tensor& into)> compute, int64_t bytes = 0);
   bool needs(size_t i) const { return needs_[i]; }
   Tensor& operator[](size_t i) { return grads_[i]; }
   const Tensor& operator[](size_t i) const { return grads_[i]; }

@@ -53,7 +53,7 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
                       if (!into.defined()) return ops::matmul(ops::transpose(g2, 0, 1), x2);
                       ops::addmm_(into, ops::transpose(g2, 0, 1), x2);  // as below: inside the GEMM
                       return Tensor();
-                    });
+                    }, static_cast<int64_t>(g2.nbytes() + x2.nbytes()));  // db's piece shares g2
                   } else if (gi.needs(1)) {  // [out, in]; summed straight into .grad() from the second micro-batch on
                     if (const Tensor& into = gi.accumulate_into(1); into.defined()) {
                       ops::addmm_(into, ops::transpose(g2, 0, 1), x2);

@@ -118,6 +118,7 @@ void Executor::run(Run& r) {
   stash_.assign(n, {});
   stash_bytes_.assign(n, -1);
   weight_work_.assign(n, {});
+  weight_bytes_.assign(n, 0);
   records_.clear();
   step_origin_ = r.t0;
   live_at_start_ = account_->live();
@@ -162,9 +163,11 @@ void Executor::run(Run& r) {
   int64_t now = 0;
   peak_stash_ = 0;
   for (ActionRecord& rec : records_) {
-    const int64_t b = stash_bytes_[at(rec.action.chunk, rec.action.microbatch)];
+    const size_t i = at(rec.action.chunk, rec.action.microbatch);
+    const int64_t b = stash_bytes_[i];
     if (r.loss && rec.action.op == Op::F) now += b;
-    if (rec.action.op == Op::B) now -= b;
+    if (rec.action.op == Op::B) now += weight_bytes_[i] - b;  // a split B keeps W's inputs until W
+    if (rec.action.op == Op::W) now -= weight_bytes_[i];
     rec.stash_bytes = now;
     peak_stash_ = std::max(peak_stash_, now);
   }
@@ -249,6 +252,7 @@ void Executor::backward_action(Run& r, int c, int m) {
     if (last) root.backward(scalar_tensor(1.0 / M, root.dtype()));
     else root.backward(grad);
   }
+  weight_bytes_[at(c, m)] = weight_work_[at(c, m)].bytes();
   Tensor gx = c > 0 ? x.grad() : Tensor();
   s = Stash{};  // the activations are free now
   root = Tensor();

@@ -73,6 +73,8 @@ class Executor {
   // rank's memory account: what F allocated and still holds once its output is sent — the graph's
   // saved tensors, or only the input under checkpointing — plus a received input. stash_bytes()[c * M
   // + m] is that figure (-1: not this rank's), held from F to B; the peak is over the action list.
+  // With W actions, what B leaves for W (each deferred Linear's input and output gradient) counts
+  // from B to W.
   const std::vector<ActionRecord>& records() const { return records_; }
   // When the last call began on this rank's steady clock: records() are seconds after it. Traces
   // (trace.h) put every rank's records on one time base with it.
@@ -133,6 +135,7 @@ class Executor {
   std::vector<bool> received_;  // in_f_ came from another rank (its bytes count as stashed)
   std::vector<Stash> stash_;
   std::vector<autograd::WeightGradQueue> weight_work_;  // zero-bubble: what B left for the W action
+  std::vector<int64_t> weight_bytes_;                    // and the bytes it holds from B to W
   std::vector<int64_t> stash_bytes_;
   int64_t peak_stash_ = 0, live_at_start_ = 0;
   std::vector<ActionRecord> records_;

@@ -184,8 +184,35 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
     ch.module->set_random_context(ch.random);
     chunks_.push_back(std::move(ch));
   }
+  if (stage_comm_) check_replicas();
   train_exec_ = std::make_unique<Executor>(program_, rank(), chunks_, comm_, opts_.checkpoint,
                                            std::vector<TensorSpec>(static_cast<size_t>(C)));
+}
+
+void Pipe::check_replicas() {
+  // The replicas of a stage sum their gradients in one flat buffer (one dtype), and each must own
+  // its weights: under `local` the ranks are threads, and replicas that share one model's tensors
+  // would run the same layers at once and race. Every rank learns of a problem on any rank.
+  std::string problem;
+  const std::vector<Tensor> params = parameters();
+  for (const Tensor& p : params)
+    if (p.dtype() != params.front().dtype())
+      problem = "stage replicas need every parameter of a stage in one dtype, got " +
+                std::string(dtype_name(params.front().dtype())) + " and " + dtype_name(p.dtype());
+  if (!params.empty() && std::string(comm_.backend()) == "local") {
+    std::ostringstream mine;
+    mine << static_cast<const void*>(params.front().storage().get());
+    const std::vector<std::string> all = all_gather_strings(*stage_comm_, mine.str());
+    for (size_t i = 0; i < all.size(); ++i)
+      for (size_t j = i + 1; j < all.size(); ++j)
+        if (all[i] == all[j])
+          problem = "replicas " + std::to_string(i) + " and " + std::to_string(j) + " of a stage hold the same "
+                    "parameter tensors (one model object): under the local communicator each replica needs its "
+                    "own copy of the model (one per replica index, as the trainers build)";
+  }
+  const std::vector<std::string> problems = all_gather_strings(comm_, problem);
+  for (size_t r = 0; r < problems.size(); ++r)
+    MP_CHECK(problems[r].empty(), "Pipe: rank ", r, ": ", problems[r]);
 }
 
 std::vector<TensorSpec> Pipe::infer_specs(const Tensor& inputs) {
@@ -240,12 +267,18 @@ double Pipe::train_step(const Tensor& inputs, const Tensor& targets, int64_t fir
            "); equal micro-batches keep the summed gradients equal to the whole batch's");
   train_exec_->set_input_specs(specs);
   MP_CHECK(first_row >= 0, "Pipe::train_step: first_row must be >= 0, got ", first_row);
+  if (stage_comm_)  // the replicas sum whole .grad()s: a gradient left from before would count R times
+    for (const Chunk& ch : chunks_)
+      for (const auto& [name, t] : ch.module->named_parameters())
+        MP_CHECK(!t.grad().defined(), "Pipe::train_step: with stage replicas every gradient must be cleared "
+                 "(zero_grad) before a step, but '", name, "' of chunk ", ch.index, " on rank ", rank(),
+                 " still holds one");
   const double sum = train_exec_->train_step(split(inputs, targets, M, first_row), opts_.loss, step_);
   peak_stash_ = std::max(peak_stash_, train_exec_->peak_stash_bytes());
   ++step_;
   if (comm_.size() == 1) return sum / M;
   if (stage_comm_) {
-    sum_replica_gradients();
+    sum_replica_gradients();  // the step's gradients: .grad() was checked empty before it
     // Each replica of the last stage knows the loss of its micro-batches: add them up.
     Tensor loss = full({1}, program_.runs_on(rank(), program_.num_chunks - 1) ? sum / M : 0.0, DType::Float64);
     comm_.all_reduce(loss);
@@ -265,10 +298,7 @@ void Pipe::sum_replica_gradients() {
   int64_t n = 0;
   for (const Tensor& p : params) n += p.numel();
   if (n == 0) return;
-  DType dtype = params.front().dtype();
-  for (const Tensor& p : params)
-    MP_CHECK(p.dtype() == dtype, "Pipe: stage replicas need every parameter of a stage in one dtype, got ",
-             dtype_name(dtype), " and ", dtype_name(p.dtype()));
+  const DType dtype = params.front().dtype();  // one dtype: checked in the constructor
   Tensor flat = zeros({n}, dtype);
   int64_t at = 0;
   for (const Tensor& p : params) {
@@ -453,8 +483,9 @@ std::string Pipe::describe() const {
   os << report(partition_, costs_).table();
   // The schedule with equal F and B costs: its bubble and how many micro-batches each rank holds.
   const bool rr = program_.replicated();
-  const Simulation sim = simulate(rr ? replicated(opts_.schedule, opts_.stage_replicas, M) : make_schedule(opts_.schedule, P, M, v),
-                                  Costs::uniform(C, 1.0, 1.0));
+  // Zero-bubble schedules split B: with equal F, B and W (a backward twice a forward, as here).
+  const Program plan = rr ? replicated(opts_.schedule, opts_.stage_replicas, M) : make_schedule(opts_.schedule, P, M, v);
+  const Simulation sim = simulate(plan, plan.has_w() ? Costs::uniform(C, 1.0, 1.0, 1.0) : Costs::uniform(C, 1.0, 1.0));
   const RankStats& r0 = sim.ranks[0];
   os << "schedule " << opts_.schedule << ": " << P << (rr ? (P == 1 ? " stage, " : " stages, ") : (P == 1 ? " rank, " : " ranks, "))
      << M << " micro-batches"
@@ -468,8 +499,9 @@ std::string Pipe::describe() const {
   }
   os << ", checkpoint "
      << checkpoint_name(opts_.checkpoint) << "; " << program_.num_actions() << " actions after lowering\n";
-  os << "  with equal F and B: bubble " << std::fixed << std::setprecision(1) << 100 * r0.bubble_of_total
-     << "% of the step on rank 0 (" << 100 * r0.bubble_over_ideal << "% over ideal); micro-batches in flight per rank:";
+  os << (plan.has_w() ? "  with equal F, B and W: bubble " : "  with equal F and B: bubble ") << std::fixed
+     << std::setprecision(1) << 100 * r0.bubble_of_total << "% of the step on rank 0 (" << 100 * r0.bubble_over_ideal
+     << "% over ideal); micro-batches in flight per rank:";
   for (const RankStats& r : sim.ranks) os << " " << r.peak_inflight;
   os << "\n";
   return os.str();

@@ -110,6 +110,7 @@ class Pipe {
   template <typename Fn>
   void for_each_local_tensor(int owner, Fn fn) const;
   void sum_replica_gradients();
+  void check_replicas();
   bool counts_for_stage() const { return !stage_comm_ || stage_comm_->rank() == 0; }
   // Whether rank r is the first rank of some chunk (gather() collects from those).
   bool counts_as_owner(int r) const {

@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "tensor/error.h"
+
 namespace minipipe {
 
 namespace {
@@ -33,14 +35,21 @@ constexpr bool kAddressSanitized = false;
 
 bool enabled_by_default() {
   const char* env = std::getenv("MINIPIPE_CACHING_ALLOCATOR");
-  if (env && *env) return std::strcmp(env, "0") != 0;
-  return !kAddressSanitized;
+  if (!env || !*env) return !kAddressSanitized;
+  MP_CHECK(std::strcmp(env, "0") == 0 || std::strcmp(env, "1") == 0,
+           "MINIPIPE_CACHING_ALLOCATOR must be 0 (off) or 1 (on), got '", env, "'");
+  return std::strcmp(env, "1") == 0;
 }
 
+// Per process: under mpirun each rank's process keeps its own cache.
 int64_t limit_by_default() {
   const char* env = std::getenv("MINIPIPE_HOST_CACHE_LIMIT_MB");
-  if (env && *env) return std::strtoll(env, nullptr, 10) << 20;
-  return int64_t{8} << 30;
+  if (!env || !*env) return int64_t{8} << 30;
+  char* end = nullptr;
+  const long long mb = std::strtoll(env, &end, 10);
+  MP_CHECK(*end == '\0' && mb >= 0 && mb <= (int64_t{1} << 30),
+           "MINIPIPE_HOST_CACHE_LIMIT_MB must be a whole number of MiB from 0 to 2^30, got '", env, "'");
+  return static_cast<int64_t>(mb) << 20;
 }
 
 struct Pool {

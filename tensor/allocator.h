@@ -38,7 +38,7 @@ void empty_host_cache();
 // out go back the way they came.
 void set_host_caching(bool enabled);
 bool host_caching();
-// The most bytes the cache keeps (default 8 GiB, or MINIPIPE_HOST_CACHE_LIMIT_MB): a block freed
+// The most bytes the cache keeps (default 8 GiB per process, or MINIPIPE_HOST_CACHE_LIMIT_MB): a block freed
 // when the cache is full goes back to the system, so a run whose shapes keep changing (generation
 // with a growing context) cannot hoard memory it will never reuse.
 void set_host_cache_limit(int64_t bytes);

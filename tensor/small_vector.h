@@ -106,13 +106,15 @@ class SmallVector {
   }
   void clear() { size_ = 0; }
   void resize(size_t n, const T& value = T()) {
+    const T v = value;  // value may live in this vector, which reserve may free
     reserve(n);
-    for (size_t i = size_; i < n; ++i) data_[i] = value;
+    for (size_t i = size_; i < n; ++i) data_[i] = v;
     size_ = n;
   }
   void assign(size_t n, const T& value) {
+    const T v = value;
     size_ = 0;
-    resize(n, value);
+    resize(n, v);
   }
   template <typename It, typename = typename std::iterator_traits<It>::iterator_category>
   void assign(It first, It last) {
@@ -136,7 +138,7 @@ class SmallVector {
   iterator insert(const_iterator pos, const T& value) {
     const T copy = value;  // value may live in this vector
     const size_t at = static_cast<size_t>(pos - data_);
-    reserve(size_ + 1 > cap_ ? 2 * cap_ : cap_);
+    if (size_ + 1 > cap_) reserve(2 * cap_);
     std::memmove(data_ + at + 1, data_ + at, (size_ - at) * sizeof(T));
     data_[at] = copy;
     ++size_;
@@ -146,7 +148,7 @@ class SmallVector {
   iterator insert(const_iterator pos, It first, It last) {
     const size_t at = static_cast<size_t>(pos - data_);
     const SmallVector tmp(first, last);  // the range may live in this vector
-    reserve(std::max(size_ + tmp.size(), 2 * cap_));
+    if (size_ + tmp.size() > cap_) reserve(std::max(size_ + tmp.size(), 2 * cap_));
     std::memmove(data_ + at + tmp.size(), data_ + at, (size_ - at) * sizeof(T));
     std::copy(tmp.begin(), tmp.end(), data_ + at);
     size_ += tmp.size();

@@ -16,12 +16,13 @@ int get_num_threads();
 // least `grain` and no parallel region is already running, else f(0, n) on this thread. For loops
 // whose iterations are independent (an optimizer's update), so the result is the same on any
 // number of threads; a plain call, not an OpenMP region, below the grain (even an if(false)
-// region costs a futex wake per call).
+// region costs a futex wake per call). f must not throw: an exception cannot leave an OpenMP region.
 template <typename F>
 void parallel_for(int64_t n, int64_t grain, F&& f) {
+  if (n <= 0) return;
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   if (threads <= 1 || n < grain) {
-    if (n > 0) f(int64_t{0}, n);
+    f(int64_t{0}, n);
     return;
   }
 #pragma omp parallel num_threads(static_cast<int>(std::min<int64_t>(threads, n / std::max<int64_t>(grain / 2, 1))))

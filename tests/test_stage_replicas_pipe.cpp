@@ -200,6 +200,31 @@ TEST(StageReplicasPipe, BadOptionsAreErrorsOnEveryRank) {
   o.stage_replicas = {3, 1};
   o.microbatches = 2;
   expect_failure(4, o, "stage 0 has 3 replicas; it needs 1 to M = 2");
+  // One model object for every rank thread: the replicas of stage 0 would share its tensors.
+  o.stage_replicas = {2, 1};
+  o.microbatches = 4;
+  expect_failure(3, o, "replicas 0 and 1 of a stage hold the same parameter tensors");
+}
+
+// The replicas sum whole .grad()s, so a gradient left over from before the step would count R
+// times: refused, naming the parameter.
+TEST(StageReplicasPipe, AStepWithGradientsLeftOverIsAnError) {
+  std::vector<std::shared_ptr<nn::Sequential>> copies = {
+      test_util::build_model(ModelKind::Mlp, DType::Float64, 0.0, kSeed),
+      test_util::build_model(ModelKind::Mlp, DType::Float64, 0.0, kSeed)};
+  const Batch batch = test_util::make_batch(ModelKind::Mlp, DType::Float64, kRows, 3);
+  const test_util::Failure f = test_util::failure_of(3, [&](RankContext& ctx) {
+    PipeOptions o;
+    o.stages = 2;
+    o.microbatches = 4;
+    o.loss = test_util::loss_of(ModelKind::Mlp);
+    o.stage_replicas = {2, 1};
+    Pipe pipe(copies[static_cast<size_t>(stage_and_replica({2, 1}, ctx.comm.rank()).second)], ctx.comm, o);
+    pipe.train_step(batch.x, batch.y);
+    pipe.train_step(batch.x, batch.y);  // no zero_grad between
+  });
+  EXPECT_NE(f.message.find("every gradient must be cleared (zero_grad) before a step"), std::string::npos)
+      << f.message;
 }
 
 }  // namespace

@@ -36,12 +36,15 @@ Program forward_only(int P, int M, int v = 1);
 // needed by nobody downstream), and W passes fill the idle time. Both follow 1F1B's pattern —
 // k(P-1-r) warm-up forwards on rank r, then F B pairs — and hold back k·r W passes on rank r, doing
 // them as the tail frees time:
-//   ZB-H1 (k = 1): 1F1B's memory (rank r holds min(P - r, M) micro-batches); with F, B, W costs
-//     T_F, T_B, T_W (T_W <= T_F) every rank idles (P-1)(T_F + T_B - T_W) per step, against 1F1B's
+//   ZB-H1 (k = 1): 1F1B's peak memory: from F to B rank r holds min(P - r, M) micro-batches, as in
+//     1F1B; counting what W still needs (a Linear's input and output gradient) until W, every rank
+//     holds up to min(P, M), the most 1F1B holds on rank 0. With F, B, W costs T_F, T_B, T_W
+//     (T_W <= T_F) every rank idles (P-1)(T_F + T_B - T_W) per step, against 1F1B's
 //     (P-1)(T_F + T_B + T_W): a third of it at equal costs.
-//   ZB-H2 (k = 2): up to 2P - 1 micro-batches in flight on rank 0; at equal costs no rank idles
-//     between its first and its last action (a parallelogram: consecutive steps would tile without
-//     a bubble if the optimizer step did not wait for the whole pipeline).
+//   ZB-H2 (k = 2): up to 2P - 1 micro-batches in flight (from F to B on rank 0; until W on every
+//     rank); at equal costs no rank idles between its first and its last action (a parallelogram:
+//     consecutive steps would tile without a bubble if the optimizer step did not wait for the
+//     whole pipeline).
 Program zb_h1(int P, int M);
 Program zb_h2(int P, int M);
 

@@ -142,15 +142,7 @@ InputGrads FunctionNode::apply(const Tensor& grad_output) {
   return grads;
 }
 
-Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn) {
-  return record_list(name, std::move(out), std::vector<Tensor>(inputs), std::move(fn));
-}
-
-Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn) {
-  if (!GradMode::is_enabled()) return out;
-  bool any = false;
-  for (const Tensor& t : inputs) any = any || t.requires_grad();
-  if (!any) return out;
+Tensor attach_node(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn) {
   std::vector<Edge> edges;
   for (const Tensor& t : inputs) {
     edges.push_back(edge_of(t));

@@ -171,9 +171,27 @@ class NoGradGuard {
 
 // Makes `out` the output of a differentiable op named `name` over `inputs` when grad mode is on
 // and some input requires grad: attaches a FunctionNode running `fn`. Returns `out` (or a fresh
-// handle on it, never one of the inputs' handles).
-Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, BackwardFn fn);
-Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn);
+// handle on it, never one of the inputs' handles). Templates, so that an op that records nothing
+// (no grad, or NoGradGuard) never wraps its lambda in a std::function: that was a heap
+// allocation per op call.
+template <typename Inputs>
+bool needs_graph(const Inputs& inputs) {
+  if (!GradMode::is_enabled()) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+Tensor attach_node(const char* name, Tensor out, const std::vector<Tensor>& inputs, BackwardFn fn);
+template <typename F>
+Tensor record(const char* name, Tensor out, std::initializer_list<Tensor> inputs, F&& fn) {
+  if (!needs_graph(inputs)) return out;
+  return attach_node(name, std::move(out), std::vector<Tensor>(inputs), BackwardFn(std::forward<F>(fn)));
+}
+template <typename F>
+Tensor record_list(const char* name, Tensor out, const std::vector<Tensor>& inputs, F&& fn) {
+  if (!needs_graph(inputs)) return out;
+  return attach_node(name, std::move(out), inputs, BackwardFn(std::forward<F>(fn)));
+}
 
 // Calls `hook(leaf)` at the end of every backward that reaches `leaf`, once, after its .grad()
 // has received every contribution of that backward (the engine sums them before the leaf's

@@ -124,7 +124,6 @@ Tensor Tensor::detach() const {
   return make_view(impl_->storage, impl_->sizes, impl_->strides, impl_->offset, impl_->dtype);
 }
 
-bool Tensor::requires_grad() const { return defined() && impl_->requires_grad; }
 Tensor& Tensor::set_requires_grad(bool r) {
   MP_REQUIRE_DEFINED("set_requires_grad");
   MP_CHECK(!impl_->grad_fn, "set_requires_grad: only leaf tensors can change requires_grad ",

@@ -155,6 +155,7 @@ inline int64_t Tensor::stride(int64_t d) const {
     zero_dim_error("stride", d);
   return impl_->strides[static_cast<size_t>(wrap_dim(d, n, "stride"))];
 }
+inline bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
 inline DType Tensor::dtype() const {
   if (!impl_) [[unlikely]]
     undefined_error("dtype");

@@ -18,6 +18,7 @@
 #include "nn/transformer.h"
 #include "benchmarks/peak.h"
 #include "benchmarks/reporter.h"
+#include "benchmarks/workloads.h"
 #include "tensor/threads.h"
 
 using namespace minipipe;
@@ -25,22 +26,14 @@ using namespace minipipe::bench;
 
 namespace {
 
-struct Model {
-  std::string name;
-  int64_t layers, d_model, heads, context, batch;
-  bool fused_attention = true;  // false: attention composed from differentiable views and ops
-};
-
-// train_gpt's default, and a larger model of 6 layers, d_model 256 (same tokens per step), both also at
-// context 128. Vocabulary 128 (the fortunes' char vocabulary has 114 symbols).
-const std::vector<Model> kModels = {
-    {"L4-C128-H4-T64-B32", 4, 128, 4, 64, 32},
-    {"L4-C128-H4-T128-B16", 4, 128, 4, 128, 16},
-    {"L6-C256-H8-T64-B32", 6, 256, 8, 64, 32},
-    {"L6-C256-H8-T128-B16", 6, 256, 8, 128, 16},
-    {"L4-C128-H4-T64-B32-composed", 4, 128, 4, 64, 32, false},  // A/B: the one-node attention's gain
-};
-constexpr int64_t kVocab = 128;
+using Model = bench::GptWorkload;
+// The shared workloads (benchmarks/workloads.h), and an A/B row of our own: the one-node attention's gain.
+const std::vector<Model> kModels = [] {
+  std::vector<Model> m = bench::kGptWorkloads;
+  m.push_back({"L4-C128-H4-T64-B32-composed", 4, 128, 4, 64, 32, false});
+  return m;
+}();
+constexpr int64_t kVocab = bench::kGptVocab;
 
 nn::GPTConfig config_of(const Model& m) {
   nn::GPTConfig c;

@@ -14,6 +14,7 @@
 
 #include "benchmarks/peak.h"
 #include "benchmarks/reporter.h"
+#include "benchmarks/workloads.h"
 #include "nn/nn.h"
 #include "tensor/allocator.h"
 #include "tensor/threads.h"
@@ -22,17 +23,8 @@ using namespace minipipe;
 
 namespace {
 
-struct MlpConfig {
-  std::string name;
-  std::vector<int64_t> widths;  // in, hidden..., out
-  int64_t batch;
-};
-
-// A wider MLP whose step is dominated by its GEMMs, and train_mlp's default for reference.
-const std::vector<MlpConfig> kConfigs = {
-    {"784-1024-1024-10/b256", {784, 1024, 1024, 10}, 256},
-    {"784-512-256-10/b128", {784, 512, 256, 10}, 128},
-};
+using MlpConfig = bench::MlpWorkload;
+const std::vector<MlpConfig>& kConfigs = bench::kMlpWorkloads;  // shared with the libtorch twin
 
 std::shared_ptr<nn::Sequential> make_mlp(const std::vector<int64_t>& w) {
   auto model = std::make_shared<nn::Sequential>();

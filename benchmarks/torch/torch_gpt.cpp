@@ -16,22 +16,14 @@
 
 #include "benchmarks/reporter.h"
 #include "benchmarks/torch/torch_common.h"
+#include "benchmarks/workloads.h"
 
 namespace {
 
-struct Model {
-  std::string name;
-  int64_t layers, d_model, heads, context, batch;
-};
-
+using Model = minipipe::bench::GptWorkload;
 // bench_gpt's models (its composed-attention A/B row is minipipe-only).
-const std::vector<Model> kModels = {
-    {"L4-C128-H4-T64-B32", 4, 128, 4, 64, 32},
-    {"L4-C128-H4-T128-B16", 4, 128, 4, 128, 16},
-    {"L6-C256-H8-T64-B32", 6, 256, 8, 64, 32},
-    {"L6-C256-H8-T128-B16", 6, 256, 8, 128, 16},
-};
-constexpr int64_t kVocab = 128;
+const std::vector<Model>& kModels = minipipe::bench::kGptWorkloads;
+constexpr int64_t kVocab = minipipe::bench::kGptVocab;
 
 // Pre-LN block: x = x + attn(ln_1(x)); x = x + mlp(ln_2(x)).  x: [B, T, C] -> [B, T, C]
 struct BlockImpl : torch::nn::Module {

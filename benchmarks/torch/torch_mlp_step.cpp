@@ -11,20 +11,12 @@
 
 #include "benchmarks/reporter.h"
 #include "benchmarks/torch/torch_common.h"
+#include "benchmarks/workloads.h"
 
 namespace {
 
-struct MlpConfig {
-  std::string name;
-  std::vector<int64_t> widths;  // in, hidden..., out
-  int64_t batch;
-};
-
-// bench_mlp_step's models.
-const std::vector<MlpConfig> kConfigs = {
-    {"784-1024-1024-10/b256", {784, 1024, 1024, 10}, 256},
-    {"784-512-256-10/b128", {784, 512, 256, 10}, 128},
-};
+using MlpConfig = minipipe::bench::MlpWorkload;
+const std::vector<MlpConfig>& kConfigs = minipipe::bench::kMlpWorkloads;  // bench_mlp_step's models
 
 torch::nn::Sequential make_mlp(const std::vector<int64_t>& w) {
   torch::nn::Sequential model;

@@ -176,6 +176,15 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
     }
   }
 
+  // Replicas must own their weights before anything writes to the layers (binding random contexts).
+  if (stage_comm_) {
+    std::vector<Tensor> mine;
+    for (int c = 0; c < C; ++c)
+      if (program_.runs_on(rank(), c))
+        for (const Tensor& t : model_->slice(partition_.begin(c), partition_.end(c))->parameters()) mine.push_back(t);
+    check_replicas(mine);
+  }
+
   // This rank's chunks: slices sharing the model's layers, each with its own random context.
   for (int c = 0; c < C; ++c) {
     if (!program_.runs_on(rank(), c)) continue;
@@ -184,17 +193,15 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
     ch.module->set_random_context(ch.random);
     chunks_.push_back(std::move(ch));
   }
-  if (stage_comm_) check_replicas();
   train_exec_ = std::make_unique<Executor>(program_, rank(), chunks_, comm_, opts_.checkpoint,
                                            std::vector<TensorSpec>(static_cast<size_t>(C)));
 }
 
-void Pipe::check_replicas() {
+void Pipe::check_replicas(const std::vector<Tensor>& params) {
   // The replicas of a stage sum their gradients in one flat buffer (one dtype), and each must own
   // its weights: under `local` the ranks are threads, and replicas that share one model's tensors
   // would run the same layers at once and race. Every rank learns of a problem on any rank.
   std::string problem;
-  const std::vector<Tensor> params = parameters();
   for (const Tensor& p : params)
     if (p.dtype() != params.front().dtype())
       problem = "stage replicas need every parameter of a stage in one dtype, got " +

@@ -110,7 +110,7 @@ class Pipe {
   template <typename Fn>
   void for_each_local_tensor(int owner, Fn fn) const;
   void sum_replica_gradients();
-  void check_replicas();
+  void check_replicas(const std::vector<Tensor>& params);  // this rank's parameters, before binding
   bool counts_for_stage() const { return !stage_comm_ || stage_comm_->rank() == 0; }
   // Whether rank r is the first rank of some chunk (gather() collects from those).
   bool counts_as_owner(int r) const {

@@ -1,5 +1,6 @@
 // What train_mlp and train_gpt share: the pipeline flags (--stages, --microbatches, --schedule,
-// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout, --stage-replicas), the
+// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout, --stage-replicas, and the
+// asynchronous schedules' --window, --no-weight-stashing, --vertical-sync), the
 // data-parallel ones (--dp, --bucket-mb, --no-overlap, --zero1), the launch, Pipe and DataParallel
 // options they make,
 // the fingerprint every rank checks, and the lines printed at start and end.
@@ -35,11 +36,23 @@ struct PipelineFlags {
   bool no_overlap = false;
   bool zero1 = false;
   std::vector<int> stage_replicas;  // 1F1B-RR: ranks per stage (empty: one each)
+  int window = 0;                   // 2bw: micro-batches per update (0: all of a step)
+  bool no_weight_stashing = false;  // pipedream: B reads the newest weights (teaching)
+  bool vertical_sync = false;       // pipedream: every stage reads stage 0's version
 
   void add_to(CLI::App& app) {
     app.add_option("--stages", stages, "pipeline stages P (ranks)")->capture_default_str();
     app.add_option("--microbatches", microbatches, "micro-batches M per batch")->capture_default_str();
-    app.add_option("--schedule", schedule, "pipeline schedule: gpipe, 1f1b, interleaved, zb-h1 or zb-h2 (zero bubble: B and W split)")->capture_default_str();
+    app.add_option("--schedule", schedule,
+                   "pipeline schedule: gpipe, 1f1b, interleaved, zb-h1 or zb-h2 (zero bubble: B and W split), or the "
+                   "asynchronous pipedream (an optimizer step per micro-batch, weight stashing) and 2bw (an update "
+                   "per --window micro-batches, one step of delay)")
+        ->capture_default_str();
+    app.add_option("--window", window, "2bw: micro-batches per weight update, >= stages - 1 (0: all of a step)")
+        ->capture_default_str();
+    app.add_flag("--no-weight-stashing", no_weight_stashing,
+                 "pipedream: backward reads the newest weights, not its forward's (shows what stashing fixes)");
+    app.add_flag("--vertical-sync", vertical_sync, "pipedream: every stage reads the weight version stage 0 read");
     app.add_option("--virtual", virtual_chunks, "chunks per rank (interleaved)")->capture_default_str();
     app.add_option("--checkpoint", checkpoint, "activation checkpointing: never, except_last or always")
         ->capture_default_str();
@@ -135,6 +148,9 @@ struct PipelineFlags {
     o.fingerprint = fingerprint;
     o.replicas = grid.data.get();
     o.stage_replicas = stage_replicas;
+    o.window = window;
+    o.weight_stashing = !no_weight_stashing;
+    o.vertical_sync = vertical_sync;
     return o;
   }
 };
@@ -201,6 +217,18 @@ inline void print_memory(const parallel::RankContext& ctx, const parallel::Pipe&
                  std::string("activations stashed for backward (checkpoint ") +
                      parallel::checkpoint_name(pipe.options().checkpoint) + "), peak over the run",
                  pipe.peak_stash_bytes());
+  if (pipe.asynchronous()) {
+    Tensor n = zeros({ctx.comm.size()}, DType::Int64);
+    n.data_ptr<int64_t>()[ctx.comm.rank()] = pipe.peak_weight_versions();
+    ctx.comm.all_reduce(n);
+    if (ctx.comm.rank() == 0) {
+      std::printf("weight versions held at once, peak over the run:");
+      for (int r = 0; r < ctx.comm.size(); ++r) std::printf("%s %lld on rank %d", r ? "," : "",
+                                                            static_cast<long long>(n.data_ptr<int64_t>()[r]), r);
+      std::printf(" (%lld optimizer steps per stage)\n", static_cast<long long>(pipe.updates()));
+    }
+    print_per_rank(ctx, "weight versions, their bytes (the live weights included), peak", pipe.peak_weight_version_bytes());
+  }
   print_per_rank(ctx, std::string("optimizer state") + (zero1 ? " (ZeRO-1: sharded over the replicas)" : ""),
                  opt.state_bytes());
 }

@@ -99,6 +99,9 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
   MP_CHECK(cfg.sample >= 0, "--sample must be >= 0, got ", cfg.sample);
   flags.check();
   flags.check_batch(cfg.batch);
+  MP_CHECK(parallel::async_mode_of(flags.schedule) == parallel::AsyncMode::None || cfg.clip == 0, "--clip ", cfg.clip,
+           " and --schedule ", flags.schedule, " do not combine: each stage steps its optimizer inside the pipeline, "
+           "where no global gradient norm exists (pass --clip 0)");
   nn::GPTConfig mc;  // the vocabulary size comes from the corpus below
   mc.context = cfg.context;
   mc.n_layer = cfg.layers;
@@ -194,6 +197,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
                   cfg.weight_decay, cfg.clip);
     optim::AdamW opt(groups, optim::AdamWOptions{.lr = cfg.lr, .beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8,
                                                  .weight_decay = cfg.weight_decay});
+    if (pipe.asynchronous()) pipe.set_optimizer(opt);  // pipedream / 2bw step it inside train_step
     Generator data_gen(cfg.seed + 1);  // the same batches on every rank
     const double min_lr = cfg.min_lr < 0 ? cfg.lr / 10 : cfg.min_lr;
     const bool live = lead && isatty(fileno(stderr));
@@ -228,7 +232,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
       dp.finish_gradients();
       loss = dp.average(loss);
       if (cfg.clip > 0) pipe.clip_grad_norm_(cfg.clip);
-      opt.step();
+      if (!pipe.asynchronous()) opt.step();
       dp.after_step();
       train_time += seconds_since(ts);
       tokens_since += cfg.batch * cfg.context;

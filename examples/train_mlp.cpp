@@ -135,6 +135,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
       opt = std::make_unique<optim::SGD>(dp.optimizer_params(), optim::SGDOptions{.lr = cfg.lr, .momentum = cfg.momentum,
                                                                               .weight_decay = cfg.weight_decay,
                                                                               .nesterov = true});
+    if (pipe.asynchronous()) pipe.set_optimizer(*opt);  // pipedream / 2bw step it inside train_step
     nn::DataLoader loader(train, nn::DataLoaderOptions(cfg.batch).seed(cfg.seed));
     const int64_t steps_per_epoch = loader.num_batches();
     const int64_t total = cfg.max_steps > 0 ? std::min<int64_t>(cfg.max_steps, steps_per_epoch * cfg.epochs)
@@ -166,7 +167,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
         tracer.after_step(pipe, step + 1, ctx.comm.backend());
         dp.finish_gradients();
         loss_sum += dp.average(loss);
-        opt->step();
+        if (!pipe.asynchronous()) opt->step();
         dp.after_step();
         ++batches;
         ++step;

@@ -39,11 +39,14 @@ const char* checkpoint_name(Checkpoint c) {
 }
 
 struct Executor::Run {
-  Run(const MicroBatches& batches, const LossFn* loss_fn, uint64_t step_number)
-      : mb(batches), loss(loss_fn), step(step_number) {}
+  Run(const MicroBatches& batches, const LossFn* loss_fn, uint64_t step_number, const AsyncStep* async_step = nullptr)
+      : mb(batches), loss(loss_fn), step(step_number), async(async_step),
+        loss_scale(async_step ? async_step->loss_scale : 1.0 / batches.size()) {}
   const MicroBatches& mb;
   const LossFn* loss;  // null: forward only
   uint64_t step;
+  const AsyncStep* async;  // null: the optimizer steps outside, after the flush
+  double loss_scale;       // of each micro-batch's loss: 1/M, so the summed gradients are the batch's
   double loss_sum = 0;
   std::vector<Tensor> outputs;
   Clock::time_point t0 = Clock::now();
@@ -97,6 +100,19 @@ double Executor::train_step(const MicroBatches& mb, const LossFn& loss, uint64_t
   return r.loss_sum;
 }
 
+double Executor::train_step(const MicroBatches& mb, const LossFn& loss, uint64_t step, const AsyncStep& async) {
+  MP_CHECK(!program_.forward_only && !program_.has_w(), "executor: an asynchronous step runs F and B only");
+  MP_CHECK(async.versions && async.plan && async.plan->read.size() == program_.on(rank_).size(),
+           "executor: an asynchronous step needs the weight versions and a plan for this rank's ",
+           program_.on(rank_).size(), " actions");
+  for (int64_t rows : mb.rows)
+    MP_CHECK(rows == mb.rows.front(), "executor: training micro-batches must have equal rows, got ",
+             mb.rows.front(), " and ", rows);
+  Run r(mb, &loss, step, &async);
+  run(r);
+  return r.loss_sum;
+}
+
 std::vector<Tensor> Executor::forward(const MicroBatches& mb, uint64_t step) {
   MP_CHECK(program_.forward_only, "executor: forward needs a forward-only program");
   NoGradGuard no_grad;
@@ -123,11 +139,17 @@ void Executor::run(Run& r) {
   step_origin_ = r.t0;
   live_at_start_ = account_->live();
   r.outputs.assign(static_cast<size_t>(M), {});
+  WeightVersions* versions = r.async ? r.async->versions : nullptr;
+  peak_versions_ = versions ? versions->held() : 0;
+  peak_version_bytes_ = versions ? versions->held_bytes() : 0;
 
-  for (const Action& a : program_.on(rank_)) {
+  const std::vector<Action>& list = program_.on(rank_);
+  for (size_t i = 0; i < list.size(); ++i) {
+    const Action& a = list[i];
     ActionRecord rec{a};
     rec.start = std::chrono::duration<double>(Clock::now() - r.t0).count();
     const int c = a.chunk, m = a.microbatch;
+    if (versions && r.async->plan->read[i] >= 0) versions->use(r.async->plan->read[i]);
     switch (a.op) {
       case Op::F: forward_action(r, c, m); break;
       case Op::B: backward_action(r, c, m); break;
@@ -148,6 +170,12 @@ void Executor::run(Run& r) {
         rec.bytes = static_cast<int64_t>(in_b_[at(c, m)].nbytes());
         break;
       case Op::W: weight_work_[at(c, m)].run(); break;  // the weight gradients B left for later
+    }
+    if (versions) {  // async: the optimizer steps inside the pipeline; versions nobody needs go
+      if (r.async->plan->update_after[i]) versions->update();
+      for (int64_t v : r.async->plan->release[i]) versions->release(v);
+      peak_versions_ = std::max(peak_versions_, versions->held());
+      peak_version_bytes_ = std::max(peak_version_bytes_, versions->held_bytes());
     }
     rec.end = std::chrono::duration<double>(Clock::now() - r.t0).count();
     rec.live_bytes = account_->live();
@@ -223,7 +251,7 @@ void Executor::forward_action(Run& r, int c, int m) {
 
 void Executor::backward_action(Run& r, int c, int m) {
   MP_INTERNAL_ASSERT(r.loss != nullptr, "executor: B in a forward-only run");
-  const int C = program_.num_chunks, M = program_.num_microbatches;
+  const int C = program_.num_chunks;
   const bool last = c == C - 1;
   Stash& s = stash_[at(c, m)];
   Tensor grad = last ? Tensor() : take(in_b_[at(c, m)], "output gradient", {c, Op::B, m});
@@ -243,13 +271,13 @@ void Executor::backward_action(Run& r, int c, int m) {
     rc.generator = now;
   }
   // The loss of one micro-batch is a mean over its rows: scaled by 1/M, the gradients summed over
-  // the M micro-batches are those of the mean over the whole batch.
+  // the M micro-batches are those of the mean over the whole batch (async: r.loss_scale per update).
   {
     // A program with W actions splits the backward: this B computes the input gradient (what the
     // previous stage waits for) and leaves the weight gradients it can to the W action.
     std::optional<autograd::DeferWeightGrads> split;
     if (program_.has_w()) split.emplace(&weight_work_[at(c, m)]);
-    if (last) root.backward(scalar_tensor(1.0 / M, root.dtype()));
+    if (last) root.backward(scalar_tensor(r.loss_scale, root.dtype()));
     else root.backward(grad);
   }
   weight_bytes_[at(c, m)] = weight_work_[at(c, m)].bytes();

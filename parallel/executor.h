@@ -16,6 +16,7 @@
 #include "nn/sequential.h"
 #include "parallel/communicator.h"
 #include "parallel/schedule.h"
+#include "parallel/weight_versions.h"
 
 namespace minipipe::parallel {
 
@@ -53,6 +54,15 @@ struct ActionRecord {
   int64_t live_bytes = 0;     // all bytes this rank holds after it (its MemoryAccount)
 };
 
+// An asynchronous step (PipeDream, 2BW: weight_versions.h): the stage's weight versions, this
+// call's plan for them (computed for this rank over this program), and each micro-batch loss's scale
+// (1 when every micro-batch is its own update, 1/W over a window of W).
+struct AsyncStep {
+  WeightVersions* versions = nullptr;
+  const VersionPlan* plan = nullptr;
+  double loss_scale = 1;
+};
+
 class Executor {
  public:
   // `program` must be lowered and valid (validate()); `chunks` are this rank's, in any order.
@@ -65,6 +75,9 @@ class Executor {
   // rank, 0 elsewhere. Parameter gradients accumulate into .grad() (zero them between steps).
   // `step` keys the dropout masks.
   double train_step(const MicroBatches& mb, const LossFn& loss, uint64_t step);
+  // The same with the optimizer inside (async): before each F and B the stage's parameters take the
+  // version the plan names; after a B the plan marks, the optimizer steps.
+  double train_step(const MicroBatches& mb, const LossFn& loss, uint64_t step, const AsyncStep& async);
   // Forward only (program.forward_only), no graph: the last chunk's output per micro-batch on its
   // rank, nothing elsewhere.
   std::vector<Tensor> forward(const MicroBatches& mb, uint64_t step);
@@ -83,6 +96,9 @@ class Executor {
   void set_input_specs(const std::vector<TensorSpec>& specs);
   const std::vector<int64_t>& stash_bytes() const { return stash_bytes_; }
   int64_t peak_stash_bytes() const { return peak_stash_; }
+  // Async steps: the most weight versions this rank held at once in the last call, and their bytes.
+  int peak_versions() const { return peak_versions_; }
+  int64_t peak_version_bytes() const { return peak_version_bytes_; }
   // The rank's live bytes when the last call began: records' live_bytes minus this is what the
   // step itself holds at each point (stashes, messages, gradients).
   int64_t live_at_start() const { return live_at_start_; }
@@ -138,6 +154,8 @@ class Executor {
   std::vector<int64_t> weight_bytes_;                    // and the bytes it holds from B to W
   std::vector<int64_t> stash_bytes_;
   int64_t peak_stash_ = 0, live_at_start_ = 0;
+  int peak_versions_ = 0;
+  int64_t peak_version_bytes_ = 0;
   std::vector<ActionRecord> records_;
   std::chrono::steady_clock::time_point step_origin_{};
 };

@@ -132,7 +132,10 @@ Program make_schedule(std::string_view name, int P, int M, int v) {
   if (name == "forward") return forward_only(P, M, v);
   if (name == "zb-h1") return zb_h1(P, M);
   if (name == "zb-h2") return zb_h2(P, M);
-  MP_CHECK(false, "unknown schedule '", name, "' (known: gpipe, 1f1b, interleaved, forward, zb-h1, zb-h2)");
+  // The asynchronous schedules run 1F1B's order; what differs is when each stage steps its
+  // optimizer and which weights a micro-batch reads (weight_versions.h).
+  if (name == "pipedream" || name == "2bw") return one_f_one_b(P, M);
+  MP_CHECK(false, "unknown schedule '", name, "' (known: gpipe, 1f1b, interleaved, forward, zb-h1, zb-h2, pipedream, 2bw)");
   return {};
 }
 

@@ -48,7 +48,9 @@ Program forward_only(int P, int M, int v = 1);
 Program zb_h1(int P, int M);
 Program zb_h2(int P, int M);
 
-// By name, for command lines: "gpipe", "1f1b", "interleaved", "forward", "zb-h1", "zb-h2".
+// By name, for command lines: "gpipe", "1f1b", "interleaved", "forward", "zb-h1", "zb-h2", and the
+// asynchronous "pipedream" and "2bw", whose action order is 1F1B's (weight_versions.h adds when the
+// optimizer steps and which weight version each F and B reads).
 Program make_schedule(std::string_view name, int P, int M, int v = 1);
 
 // Stage replicas in the spirit of PipeDream's 1F1B-RR: stage s runs on replicas[s] ranks, numbered

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <iomanip>
+#include <set>
 #include <sstream>
 
 #include "nn/transformer.h"
@@ -64,8 +65,10 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
   MP_CHECK(P >= 1 && M >= 1 && v >= 1, "Pipe: stages, micro-batches and virtual chunks must be >= 1, got ", P, ", ",
            M, ", ", v);
   MP_CHECK(opts_.schedule == "gpipe" || opts_.schedule == "1f1b" || opts_.schedule == "interleaved" ||
-               opts_.schedule == "zb-h1" || opts_.schedule == "zb-h2",
-           "Pipe: unknown schedule '", opts_.schedule, "' (expected gpipe, 1f1b, interleaved, zb-h1 or zb-h2)");
+               opts_.schedule == "zb-h1" || opts_.schedule == "zb-h2" || opts_.schedule == "pipedream" ||
+               opts_.schedule == "2bw",
+           "Pipe: unknown schedule '", opts_.schedule,
+           "' (expected gpipe, 1f1b, interleaved, zb-h1, zb-h2, pipedream or 2bw)");
   MP_CHECK(v == 1 || opts_.schedule == "interleaved", "Pipe: --virtual ", v, " needs --schedule interleaved, got ",
            opts_.schedule);
   const bool rr = !opts_.stage_replicas.empty();
@@ -88,6 +91,7 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
            std::string(comm_.backend()) == "mpi" ? " (run mpirun -np " + std::to_string(world) + ")" : "");
   MP_CHECK(C <= L, "Pipe: cannot cut a model of ", L, " layers into ", C, " chunks (", P, " stages x ", v,
            " virtual chunks): every chunk needs at least one layer");
+  check_async_options();
   MP_CHECK(opts_.partition == "uniform" || opts_.partition == "params" || opts_.partition == "time",
            "Pipe: unknown partition '", opts_.partition, "' (expected uniform, params or time)");
   MP_CHECK(opts_.partition != "time" || opts_.profile_sample.defined(),
@@ -101,7 +105,8 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
          << " checkpoint=" << checkpoint_name(opts_.checkpoint) << " partition=" << opts_.partition
          << " seed=" << opts_.seed << " layers=" << L << " parameters=" << model_->num_parameters()
          << " parameter_names=" << names << " stage_replicas=" << shape_str(Shape(opts_.stage_replicas.begin(), opts_.stage_replicas.end()))
-         << " " << opts_.fingerprint;
+         << " window=" << opts_.window << " weight_stashing=" << opts_.weight_stashing
+         << " vertical_sync=" << opts_.vertical_sync << " " << opts_.fingerprint;
   check_same_on_all_ranks(comm_, fields.str(), "pipeline options");
 
   // The schedule: generated, lowered (sends and receives that cannot deadlock), validated.
@@ -197,6 +202,62 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
                                            std::vector<TensorSpec>(static_cast<size_t>(C)));
 }
 
+void Pipe::check_async_options() {
+  // The asynchronous schedules and what they do not combine with: each named, never run silently
+  // with other semantics.
+  const std::string& s = opts_.schedule;
+  async_.mode = async_mode_of(s);
+  if (async_.mode == AsyncMode::None) {
+    MP_CHECK(opts_.window == 0, "Pipe: --window ", opts_.window, " applies to --schedule 2bw, not ", s);
+    MP_CHECK(opts_.weight_stashing, "Pipe: --no-weight-stashing applies to --schedule pipedream, not ", s);
+    MP_CHECK(!opts_.vertical_sync, "Pipe: --vertical-sync applies to --schedule pipedream, not ", s);
+    return;
+  }
+  const int P = opts_.stages, M = opts_.microbatches;
+  MP_CHECK(opts_.stage_replicas.empty(), "Pipe: --schedule ", s, " and --stage-replicas do not combine (each "
+           "replica would step its own optimizer after its own micro-batches)");
+  MP_CHECK(opts_.replicas == nullptr || opts_.replicas->size() == 1, "Pipe: --schedule ", s, " and --dp ",
+           opts_.replicas ? opts_.replicas->size() : 1, " do not combine: each stage steps its optimizer inside "
+           "the pipeline, before an all-reduce across replicas could average its gradient");
+  if (async_.mode == AsyncMode::TwoBW) {
+    const int W = opts_.window == 0 ? M : opts_.window;
+    MP_CHECK(W >= 1 && M % W == 0, "Pipe: --window ", W, " does not divide --microbatches ", M,
+             " (2bw runs whole windows in a step)");
+    MP_CHECK(W >= P - 1, "Pipe: --window ", W, " is shorter than P - 1 = ", P - 1, ": with --stages ", P,
+             " the first stage starts window t + 1 before window t - 1's update exists, so 2bw's one-step delay "
+             "cannot hold");
+    MP_CHECK(opts_.weight_stashing, "Pipe: --schedule 2bw and --no-weight-stashing do not combine (2bw keeps two "
+             "versions by construction)");
+    MP_CHECK(!opts_.vertical_sync, "Pipe: --schedule 2bw and --vertical-sync do not combine (every 2bw stage reads "
+             "the same version already)");
+    async_.window = W;
+  } else {
+    MP_CHECK(opts_.window == 0, "Pipe: --window ", opts_.window, " applies to --schedule 2bw, not pipedream (which "
+             "updates after every micro-batch)");
+    MP_CHECK(opts_.weight_stashing || opts_.checkpoint == Checkpoint::Never, "Pipe: --no-weight-stashing and "
+             "--checkpoint ", checkpoint_name(opts_.checkpoint), " do not combine: recomputing the forward in B "
+             "would read other weights than the forward did");
+    MP_CHECK(opts_.weight_stashing || !opts_.vertical_sync, "Pipe: --vertical-sync and --no-weight-stashing do "
+             "not combine (vertical sync picks which stashed version a micro-batch reads)");
+  }
+  async_.weight_stashing = opts_.weight_stashing;
+  async_.vertical_sync = opts_.vertical_sync;
+}
+
+void Pipe::set_optimizer(optim::Optimizer& opt) {
+  MP_CHECK(asynchronous(), "Pipe::set_optimizer: schedule ", opts_.schedule, " leaves the optimizer to the caller "
+           "(step it after train_step); only pipedream and 2bw step it inside the pipeline");
+  std::set<const TensorImpl*> mine, its;
+  for (const Tensor& p : parameters()) mine.insert(p.impl());
+  for (const optim::ParamGroup& g : opt.param_groups())
+    for (const Tensor& p : g.params) its.insert(p.impl());
+  MP_CHECK(mine == its, "Pipe::set_optimizer: the optimizer must hold exactly this rank's parameters "
+           "(pipe.parameters(): ", mine.size(), " tensors), it holds ", its.size(),
+           mine.size() == its.size() ? " others" : "");
+  MP_CHECK(!versions_, "Pipe::set_optimizer: the optimizer is set once, before the first step");
+  optimizer_ = &opt;
+}
+
 void Pipe::check_replicas(const std::vector<Tensor>& params) {
   // The replicas of a stage sum their gradients in one flat buffer (one dtype), and each must own
   // its weights: under `local` the ranks are threads, and replicas that share one model's tensors
@@ -280,7 +341,21 @@ double Pipe::train_step(const Tensor& inputs, const Tensor& targets, int64_t fir
         MP_CHECK(!t.grad().defined(), "Pipe::train_step: with stage replicas every gradient must be cleared "
                  "(zero_grad) before a step, but '", name, "' of chunk ", ch.index, " on rank ", rank(),
                  " still holds one");
-  const double sum = train_exec_->train_step(split(inputs, targets, M, first_row), opts_.loss, step_);
+  double sum = 0;
+  if (asynchronous()) {
+    MP_CHECK(optimizer_ != nullptr, "Pipe::train_step: --schedule ", opts_.schedule, " steps the optimizer inside "
+             "the pipeline: give it to set_optimizer() before the first step");
+    if (!versions_) versions_ = std::make_unique<WeightVersions>(parameters(), *optimizer_);
+    const VersionPlan plan = plan_versions(program_, rank(), async_, updates_);
+    const AsyncStep async{versions_.get(), &plan, async_.mode == AsyncMode::PipeDream ? 1.0 : 1.0 / async_.window};
+    sum = train_exec_->train_step(split(inputs, targets, M, first_row), opts_.loss, step_, async);
+    versions_->use(versions_->latest());  // the step drained: the newest weights are the model's
+    updates_ += plan.updates;
+    peak_versions_ = std::max(peak_versions_, train_exec_->peak_versions());
+    peak_version_bytes_ = std::max(peak_version_bytes_, train_exec_->peak_version_bytes());
+  } else {
+    sum = train_exec_->train_step(split(inputs, targets, M, first_row), opts_.loss, step_);
+  }
   peak_stash_ = std::max(peak_stash_, train_exec_->peak_stash_bytes());
   ++step_;
   if (comm_.size() == 1) return sum / M;
@@ -379,6 +454,8 @@ double Pipe::evaluate(const Tensor& inputs, const Tensor& targets,
 
 double Pipe::clip_grad_norm_(double max_norm) {
   MP_CHECK(max_norm > 0, "clip_grad_norm_: max_norm must be positive, got ", max_norm);
+  MP_CHECK(!asynchronous(), "Pipe::clip_grad_norm_: --schedule ", opts_.schedule, " steps each stage's optimizer "
+           "inside the pipeline, where no global gradient norm exists: clipping is not supported with it");
   const std::vector<Tensor> params = parameters();
   // Every stage's share of the squared norm, once per stage (its replicas hold the same gradients).
   Tensor sq = full({1}, counts_for_stage() ? optim::grad_norm_squared(params) : 0.0, DType::Float64);
@@ -450,6 +527,9 @@ void Pipe::save(const std::string& path, const nn::Metadata& metadata) {
 }
 
 void Pipe::load(const std::string& path) {
+  // Loaded weights are version 0 of a fresh asynchronous run (the stashed versions belong to the old one).
+  versions_.reset();
+  updates_ = 0;
   // Rank 0 reads and checks the whole file, then every rank learns whether it could.
   std::string error;
   if (rank() == 0) {
@@ -511,6 +591,19 @@ std::string Pipe::describe() const {
      << "% over ideal); micro-batches in flight per rank:";
   for (const RankStats& r : sim.ranks) os << " " << r.peak_inflight;
   os << "\n";
+  if (asynchronous()) {
+    // The steady state of a run (a step after the first few): how many versions each rank holds.
+    os << (async_.mode == AsyncMode::PipeDream
+               ? std::string("  asynchronous: each stage steps its optimizer after every B (one update per "
+                             "micro-batch)") +
+                     (async_.weight_stashing ? ", B reads the weights its F read" : ", no weight stashing") +
+                     (async_.vertical_sync ? ", vertical sync" : "")
+               : "  asynchronous (2BW): one update per window of " + std::to_string(async_.window) +
+                     " micro-batches, every window reading the weights one update behind")
+       << "; no flush until the step's end; weight versions held per rank:";
+    for (int r = 0; r < P; ++r) os << " " << plan_versions(program_, r, async_, 1).peak_held;
+    os << "\n";
+  }
   return os.str();
 }
 

@@ -24,7 +24,8 @@ namespace minipipe::parallel {
 struct PipeOptions {
   int stages = 1;                      // P: pipeline ranks; the communicator must have exactly P
   int microbatches = 1;                // M: a training batch of B rows is cut into M of B/M rows
-  std::string schedule = "1f1b";       // gpipe, 1f1b or interleaved
+  std::string schedule = "1f1b";       // gpipe, 1f1b, interleaved, zb-h1, zb-h2, or the asynchronous
+                                       // pipedream and 2bw (which step the optimizer: set_optimizer)
   int virtual_chunks = 1;              // v: chunks per rank (interleaved only): P·v chunks in all
   Checkpoint checkpoint = Checkpoint::Never;
   std::string partition = "uniform";   // uniform (equal layer counts), params, or time (profiled)
@@ -38,6 +39,10 @@ struct PipeOptions {
   std::vector<int> stage_replicas{};   // 1F1B-RR: ranks per stage (empty: one each). Stage s runs on
                                        // R_s ranks, numbered stage by stage; micro-batch m on replica
                                        // m mod R_s; the communicator has sum(R_s) ranks. gpipe or 1f1b.
+  int window = 0;                      // 2bw: micro-batches per weight update, >= P - 1 (0: all M of a step)
+  bool weight_stashing = true;         // pipedream: B reads the weights its F read (false: the newest; for
+                                       // teaching what stashing fixes)
+  bool vertical_sync = false;          // pipedream: every stage reads the version stage 0 read
 };
 
 class Pipe {
@@ -62,6 +67,19 @@ class Pipe {
   // summed loss), computed on the last stage's rank and returned on every rank (collective).
   double evaluate(const Tensor& inputs, const Tensor& targets,
                   const std::function<double(const Tensor& output, const Tensor& targets)>& metric);
+
+  // The asynchronous schedules (pipedream, 2bw) step this rank's optimizer inside train_step, after
+  // the backwards weight_versions.h says: give it here, over exactly parameters(), before the first
+  // step, and do not step it yourself. Each train_step then runs M micro-batches with no flush between
+  // updates and drains once at its end, leaving the newest weights in the parameters.
+  void set_optimizer(optim::Optimizer& opt);
+  bool asynchronous() const { return async_.mode != AsyncMode::None; }
+  const AsyncOptions& async_options() const { return async_; }
+  int64_t updates() const { return updates_; }  // optimizer steps each stage has made (async)
+  // Async: the most weight versions this rank held at once over the run, and their bytes (the
+  // parameters' own copy included).
+  int peak_weight_versions() const { return peak_versions_; }
+  int64_t peak_weight_version_bytes() const { return peak_version_bytes_; }
 
   // Global-norm clipping across the pipeline (collective): the norm of every stage's gradients
   // together, all-reduced, so it means what optim::clip_grad_norm_ means on one device.
@@ -111,6 +129,7 @@ class Pipe {
   void for_each_local_tensor(int owner, Fn fn) const;
   void sum_replica_gradients();
   void check_replicas(const std::vector<Tensor>& params);  // this rank's parameters, before binding
+  void check_async_options();  // pipedream / 2bw and their flags; sets async_
   bool counts_for_stage() const { return !stage_comm_ || stage_comm_->rank() == 0; }
   // Whether rank r is the first rank of some chunk (gather() collects from those).
   bool counts_as_owner(int r) const {
@@ -132,6 +151,13 @@ class Pipe {
   std::vector<std::pair<TensorSpec, std::vector<TensorSpec>>> specs_;  // by the inputs' per-row spec
   uint64_t step_ = 0;
   int64_t peak_stash_ = 0;
+  // Asynchronous schedules: the rule, the optimizer, this rank's weight versions, updates so far.
+  AsyncOptions async_;
+  optim::Optimizer* optimizer_ = nullptr;
+  std::unique_ptr<WeightVersions> versions_;
+  int64_t updates_ = 0;
+  int peak_versions_ = 0;
+  int64_t peak_version_bytes_ = 0;
 };
 
 }  // namespace minipipe::parallel

@@ -101,6 +101,15 @@ TEST_F(TrainGpt, CheckpointRoundTripAndShapeMismatch) {
   EXPECT_NE(other.output.find("d_model=32"), std::string::npos) << other.output;
 }
 
+TEST_F(TrainGpt, AsynchronousSchedulesTrain) {
+  for (const char* schedule : {"pipedream", "2bw"}) {
+    Result r = run(tiny(std::string("--stages 2 --microbatches 4 --clip 0 --schedule ") + schedule));
+    EXPECT_EQ(r.status, 0) << schedule << "\n" << r.output;
+    EXPECT_NE(r.output.find("weight versions held at once, peak over the run: 2 on rank 0"), std::string::npos)
+        << schedule << "\n" << r.output;
+  }
+}
+
 TEST_F(TrainGpt, BadInputExitsOneWithAMessage) {
   write("empty.txt", "");
   write("short.txt", "too short for the context");
@@ -114,6 +123,7 @@ TEST_F(TrainGpt, BadInputExitsOneWithAMessage) {
       {tiny("--heads 3"), "heads=3 does not divide d_model=16"},
       {tiny("--vocab words"), "--vocab must be char or byte, got 'words'"},
       {tiny("--load " + path("missing.safetensors")), "missing.safetensors"},
+      {tiny("--stages 2 --schedule pipedream"), "--clip 1 and --schedule pipedream do not combine"},
   };
   for (const Case& c : cases) {
     Result r = run(c.args);

@@ -258,7 +258,7 @@ TEST(PipeErrors, OtherBadOptions) {
     return fail(1, [&](RankContext& ctx) { Pipe pipe(model, ctx.comm, o); }).message;
   };
   EXPECT_TRUE(has(error_of(mlp_options(1, 2, "1f1b", 2)), "--virtual 2 needs --schedule interleaved")) << "";
-  EXPECT_TRUE(has(error_of(mlp_options(1, 2, "pipedream")), "unknown schedule 'pipedream'"));
+  EXPECT_TRUE(has(error_of(mlp_options(1, 2, "chimera")), "unknown schedule 'chimera'"));
   PipeOptions o = mlp_options(1, 2);
   o.partition = "time";
   EXPECT_TRUE(has(error_of(o), "partition 'time' needs a micro-batch"));

@@ -94,7 +94,7 @@ TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
   const std::pair<const char*, const char*> cases[] = {
       {"--stages 9", "cannot cut a model of 5 layers into 9 chunks"},
       {"--stages 2 --microbatches 3", "--batch 128 does not split into --dp 1 replicas x --microbatches 3"},
-      {"--stages 2 --schedule pipedream", "unknown schedule 'pipedream'"},
+      {"--stages 2 --schedule chimera", "unknown schedule 'chimera'"},
       {"--stages 2 --checkpoint sometimes", "unknown checkpoint mode 'sometimes'"},
       {"--stages 2 --comm nccl", "unknown communicator 'nccl'"},
       {"--stages 2 --partition even", "unknown partition 'even'"},
@@ -107,6 +107,11 @@ TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
       {"--stages 2 --stage-replicas 2,1 --dp 2 --microbatches 2", "--stage-replicas and --dp 2 do not combine"},
       {"--stages 2 --stage-replicas 2,1 --microbatches 2 --schedule interleaved", "stage replicas run gpipe or 1f1b"},
       {"--stages 2 --stage-replicas 4,1 --microbatches 2", "stage 0 has 4 replicas; it needs 1 to M = 2"},
+      {"--stages 2 --schedule 2bw --microbatches 4 --window 3", "--window 3 does not divide --microbatches 4"},
+      {"--stages 2 --schedule pipedream --no-weight-stashing --checkpoint always",
+       "--no-weight-stashing and --checkpoint always do not combine"},
+      {"--stages 2 --schedule pipedream --dp 2 --microbatches 2", "--schedule pipedream and --dp 2 do not combine"},
+      {"--stages 2 --window 2", "--window 2 applies to --schedule 2bw, not 1f1b"},
   };
   for (const auto& [flags, message] : cases) {
     const ProgramResult r = run_program("train_mlp", std::string("--max-steps 1 ") + flags);
@@ -135,6 +140,21 @@ TEST(TrainMlpPipeline, MpiRunPrintsWhatLocalPrints) {
   if (!have_data() || !have_mpi()) GTEST_SKIP() << "needs dataset-fashion-mnist and MPI";
   const std::string out = expect_mpi_matches_local(kShort + "--stages 2 --microbatches 4 --checkpoint except_last", 2);
   EXPECT_TRUE(has(out, "mpi communicator, 2 ranks x 1 intra-op thread")) << out;
+}
+
+// The asynchronous schedules: each stage steps its optimizer inside the pipeline, as threads and as
+// MPI processes alike; rank r of PipeDream holds P - r weight versions, every 2BW rank two.
+TEST(TrainMlpPipeline, AsynchronousSchedulesTrainAsThreadsAndAsMpiProcesses) {
+  if (!have_data() || !have_mpi()) GTEST_SKIP() << "needs dataset-fashion-mnist and MPI";
+  const std::string dream = expect_mpi_matches_local(kShort + "--stages 2 --microbatches 4 --schedule pipedream", 2);
+  EXPECT_TRUE(has(dream, "weight versions held at once, peak over the run: 2 on rank 0, 1 on rank 1 (240 optimizer "
+                         "steps per stage)")) << dream;
+  EXPECT_TRUE(has(dream, "each stage steps its optimizer after every B")) << dream;
+  const std::string two = expect_mpi_matches_local(kShort + "--stages 2 --microbatches 4 --schedule 2bw --window 2", 2);
+  EXPECT_TRUE(has(two, "weight versions held at once, peak over the run: 2 on rank 0, 2 on rank 1 (120 optimizer "
+                       "steps per stage)")) << two;
+  EXPECT_GT(figures(dream).accuracy, 0.6) << dream;
+  EXPECT_GT(figures(two).accuracy, 0.6) << two;
 }
 
 // Stage replicas as three MPI processes: the figures of the same job as threads.

@@ -14,6 +14,7 @@
 #include "parallel/lowering.h"
 #include "parallel/simulator.h"
 #include "parallel/validator.h"
+#include "parallel/weight_versions.h"
 #include "tensor/error.h"
 
 namespace mp = minipipe::parallel;
@@ -32,7 +33,46 @@ struct Options {
   std::vector<int> stage_replicas;
   double latency = 0.0, bandwidth = 0.0, act_bytes = 0.0, msg_bytes = -1.0, slot = 0.0;
   bool lowered = false, no_lower = false;
+  int window = 0;  // 2bw
+  bool no_weight_stashing = false, vertical_sync = false;  // pipedream
 };
+
+// The asynchronous schedules' other half: when each stage steps its optimizer and which weight
+// version each micro-batch reads, per rank, over the second step (so 2BW's delay shows), and how
+// many versions each rank holds (parallel/weight_versions.h).
+mp::AsyncOptions async_of(const Options& o, int M) {
+  mp::AsyncOptions a;
+  a.mode = mp::async_mode_of(o.schedule);
+  a.window = o.window == 0 ? M : o.window;
+  a.weight_stashing = !o.no_weight_stashing;
+  a.vertical_sync = o.vertical_sync;
+  return a;
+}
+
+void print_versions(const Options& o, const mp::Program& program) {
+  const int P = program.num_ranks, M = program.num_microbatches;
+  const mp::AsyncOptions a = async_of(o, M);
+  const bool dream = a.mode == mp::AsyncMode::PipeDream;
+  const int64_t k0 = dream ? M : M / a.window;  // updates (2BW: windows) in the first step
+  std::cout << "\n" << o.schedule << ": 1F1B's order, but "
+            << (dream ? "each stage steps its optimizer after every B (an update per micro-batch)"
+                      : "each stage steps its optimizer after the last B of every window of " +
+                            std::to_string(a.window) + " micro-batches, window t reading version t-1")
+            << (dream && !a.weight_stashing ? ", and B reads the newest weights (no stashing)" : "")
+            << (a.vertical_sync ? ", every stage reading the version stage 0 read (vertical sync)" : "")
+            << ".\nThe step drains once at its end; the bubble above is paid once per M micro-batches.\n"
+            << "weight version each F reads in the second step (version k = after k updates"
+            << (dream && !a.weight_stashing ? "; B reads the newest, F's + the updates since" : "; B reads F's") << "):\n";
+  for (int r = 0; r < P; ++r) {
+    const mp::VersionPlan plan = mp::plan_versions(program, r, a, k0);
+    std::vector<int64_t> reads(static_cast<size_t>(M), -1);
+    for (size_t i = 0; i < plan.read.size(); ++i)
+      if (program.on(r)[i].op == mp::Op::F) reads[static_cast<size_t>(program.on(r)[i].microbatch)] = plan.read[i];
+    std::cout << "  rank " << r << ":";
+    for (int64_t v : reads) std::cout << ' ' << v;
+    std::cout << "   (" << plan.peak_held << (plan.peak_held == 1 ? " version" : " versions") << " held at most)\n";
+  }
+}
 
 // A stage's costs split evenly over its v chunks; --chunk-scale makes chunks unequal.
 mp::Costs make_costs(const Options& o, const mp::Program& p) {
@@ -75,6 +115,8 @@ int run(const Options& o) {
                 o.virtual_stages > 0 ? o.virtual_stages : (o.schedule == "interleaved" ? 2 : 1));
   const int P = program.num_ranks, C = program.num_chunks, M = program.num_microbatches;
   const double v = program.replicated() ? 1.0 : static_cast<double>(C) / P;
+  if (mp::async_mode_of(o.schedule) != mp::AsyncMode::None)  // a 2BW window too short: an error before any output
+    for (int r = 0; r < P; ++r) mp::plan_versions(program, r, async_of(o, M), 0);
   std::cout << (o.file.empty() ? "schedule " + o.schedule : "program file " + o.file) << ": P=" << P
             << " ranks, " << C << " chunks (v=" << fmt(v) << "), M=" << M << " micro-batches"
             << (program.forward_only ? ", forward only" : "") << "\n\n";
@@ -159,6 +201,7 @@ int run(const Options& o) {
   else
     std::cout << "closed forms for equal stages and free messages: (P-1)/(v*M+P-1) of total, "
               << "(P-1)/(v*M) over ideal" << (v == 1.0 ? "" : " = (1/v)(P-1)/M") << '\n';
+  if (o.file.empty() && mp::async_mode_of(o.schedule) != mp::AsyncMode::None) print_versions(o, program);
   return 0;
 }
 
@@ -167,8 +210,11 @@ int run(const Options& o) {
 int main(int argc, char** argv) {
   CLI::App app{"Print a pipeline schedule, its simulated Gantt chart, bubble and memory"};
   Options o;
-  app.add_option("--schedule", o.schedule, "gpipe, 1f1b, interleaved, forward, zb-h1 or zb-h2")
-      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "forward", "zb-h1", "zb-h2"}));
+  app.add_option("--schedule", o.schedule, "gpipe, 1f1b, interleaved, forward, zb-h1, zb-h2, pipedream or 2bw")
+      ->check(CLI::IsMember({"gpipe", "1f1b", "interleaved", "forward", "zb-h1", "zb-h2", "pipedream", "2bw"}));
+  app.add_option("--window", o.window, "2bw: micro-batches per weight update (0: all M)");
+  app.add_flag("--no-weight-stashing", o.no_weight_stashing, "pipedream: B reads the newest weights");
+  app.add_flag("--vertical-sync", o.vertical_sync, "pipedream: every stage reads stage 0's version");
   app.add_option("--stages", o.stages, "pipeline ranks P");
   app.add_option("--microbatches", o.microbatches, "micro-batches M");
   app.add_option("--virtual", o.virtual_stages, "chunks per rank v (interleaved; default 2)");
@@ -193,6 +239,14 @@ int main(int argc, char** argv) {
                "simulate the compute-only program (asynchronous messages) instead of lowering");
   CLI11_PARSE(app, argc, argv);
   try {
+    const mp::AsyncMode am = mp::async_mode_of(o.schedule);
+    MP_CHECK(o.window == 0 || am == mp::AsyncMode::TwoBW, "--window ", o.window, " applies to --schedule 2bw, not ",
+             o.schedule);
+    MP_CHECK((!o.no_weight_stashing && !o.vertical_sync) || am == mp::AsyncMode::PipeDream,
+             "--no-weight-stashing and --vertical-sync apply to --schedule pipedream, not ", o.schedule);
+    MP_CHECK(!(o.no_weight_stashing && o.vertical_sync), "--vertical-sync and --no-weight-stashing do not combine");
+    MP_CHECK(am == mp::AsyncMode::None || (o.file.empty() && o.stage_replicas.empty()), "--schedule ", o.schedule,
+             " and ", o.file.empty() ? "--stage-replicas" : "--file", " do not combine");
     return run(o);
   } catch (const std::exception& e) {
     std::cerr << "error: " << e.what() << '\n';

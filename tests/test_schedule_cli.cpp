@@ -87,3 +87,30 @@ TEST(ShowSchedule, ATinySlotIsAnErrorNotAnOverflow) {
   EXPECT_EQ(r.status, 1) << r.out;
   EXPECT_NE(r.out.find("pass a larger slot"), std::string::npos) << r.out;
 }
+
+TEST(ShowSchedule, AsynchronousSchedulesShowTheVersionsEachMicroBatchReads) {
+  if (!built()) GTEST_SKIP() << "show_schedule not built";
+  CliRun r = run("--schedule pipedream --stages 4 --microbatches 8");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("rank 0: 0F0 0F1 0F2 0F3 0B0 0F4 0B1"), std::string::npos) << "1F1B's order\n" << r.out;
+  // Second step: 8 updates before it; rank r runs P-1-r forwards ahead, each B an update.
+  EXPECT_NE(r.out.find("rank 0: 8 8 8 8 9 10 11 12   (4 versions held at most)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("rank 3: 8 9 10 11 12 13 14 15   (1 version held at most)"), std::string::npos) << r.out;
+  r = run("--schedule pipedream --stages 3 --microbatches 6 --vertical-sync");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("rank 2: 6 6 6 7 8 9   (3 versions held at most)"), std::string::npos) << r.out;
+  r = run("--schedule 2bw --stages 4 --microbatches 8 --window 4");
+  ASSERT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("rank 3: 1 1 1 1 2 2 2 2   (2 versions held at most)"), std::string::npos) << r.out;
+  const std::pair<const char*, const char*> bad[] = {
+      {"--schedule 2bw --stages 4 --microbatches 8 --window 2", "a window of at least P - 1 = 3 is needed"},
+      {"--schedule 1f1b --window 2", "--window 2 applies to --schedule 2bw, not 1f1b"},
+      {"--schedule 2bw --vertical-sync", "apply to --schedule pipedream, not 2bw"},
+      {"--schedule pipedream --stage-replicas 2,1", "--schedule pipedream and --stage-replicas do not combine"},
+  };
+  for (const auto& [args, message] : bad) {
+    r = run(args);
+    EXPECT_EQ(r.status, 1) << args << "\n" << r.out;
+    EXPECT_NE(r.out.find(message), std::string::npos) << args << "\n" << r.out;
+  }
+}

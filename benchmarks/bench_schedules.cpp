@@ -69,6 +69,8 @@ void run_measured(const bench::SweepOptions& o, const bench::Row& cfg, mp::Commu
   po.checkpoint = mp::parse_checkpoint(cfg.checkpoint);
   po.loss = bench::loss();
   mp::Pipe pipe(model, *grid.pipeline, po);
+  optim::SGD sgd(pipe.parameters(), {.lr = 1e-4});  // pipedream / 2bw step it inside the pipeline
+  if (pipe.asynchronous()) pipe.set_optimizer(sgd);
   const bench::Batch batch = bench::make_batch(o);
   const int64_t shard = o.batch / cfg.dp, first = grid.replica * shard;
   const Tensor x = ops::narrow(batch.x, 0, first, shard), y = ops::narrow(batch.y, 0, first, shard);
@@ -94,6 +96,13 @@ void run_measured(const bench::SweepOptions& o, const bench::Row& cfg, mp::Commu
       const mp::Trace t = grid.replica == 0 ? tracer.gather(pipe.executor(), bench::label(cfg, "measured")) : mp::Trace{};
       if (comm.rank() == 0) fill_from_trace(o, cfg, t, out);
     }
+  }
+  if (pipe.asynchronous()) {  // the first and the last rank's weight-version bytes, to rank 0
+    Tensor bytes = zeros({cfg.P}, DType::Float64);
+    bytes.data_ptr<double>()[grid.pipeline->rank()] = static_cast<double>(pipe.peak_weight_version_bytes());
+    grid.pipeline->all_reduce(bytes);
+    out.versions_first = bytes.data_ptr<double>()[0];
+    out.versions_last = bytes.data_ptr<double>()[cfg.P - 1];
   }
   if (comm.rank() != 0) return;
   out.step_s = median(times);

@@ -73,6 +73,10 @@ struct SweepOptions {
     for (int P : stages) MP_CHECK(P >= 1, "--stages must be >= 1, got ", P);
     for (int R : dps) MP_CHECK(R >= 1, "--dp must be >= 1, got ", R);
     MP_CHECK(!replay || max_dp() == 1, "bench_schedules: --replay lays out one pipeline; --dp needs a measured run");
+    for (const std::string& s : schedules)
+      MP_CHECK(!replay || parallel::async_mode_of(s) == parallel::AsyncMode::None, "bench_schedules: --replay and ",
+               s, " do not combine: the asynchronous schedules' in-pipeline optimizer steps and weight copies are "
+               "part of their step, so they need a measured run");
     for (int M : microbatches)
       for (int R : dps)
         MP_CHECK(M >= 1 && batch % (static_cast<int64_t>(M) * R) == 0, "--batch ", batch, " must split into --dp ", R,
@@ -98,6 +102,9 @@ struct Result {
   // dp > 1: the gradient all-reduce's wait after backward without overlap (its whole time), and the
   // share of it overlap hid behind backward: 1 - wait with overlap / wait without.
   double allreduce_s = -1, hidden = -1;
+  // pipedream / 2bw: the weight versions' bytes (the live weights included) at their peak on the first
+  // and the last rank; -1 for the flushed schedules.
+  double versions_first = -1, versions_last = -1;
 };
 
 struct Batch {
@@ -161,6 +168,8 @@ inline std::vector<Row> sweep(const SweepOptions& o) {
           for (const std::string& ck : o.checkpoints) {
             const int v = s == "interleaved" ? o.virtual_chunks : 1;
             if ((P == 1 && s != "1f1b") || (P == 1 && M == 1 && ck == "never" && R == 1) || P * v > o.blocks) continue;
+            if (s == "2bw" && M < P - 1) continue;  // its window (all M) must cover the warm-up
+            if (parallel::async_mode_of(s) != parallel::AsyncMode::None && R > 1) continue;  // no data parallelism
             try {
               parallel::make_schedule(s, P, M, v);
             } catch (const Error&) {
@@ -245,11 +254,13 @@ class Table {
                   o_.max_ranks(), cores_here(), o_.max_ranks() > cores_here() ? "; rows marked * have more ranks than cores: threads share cores, "
                                                    "so the timeline is not that of P devices (see --replay)"
                                                  : "");
-    std::printf("%-12s %2s %2s %1s %2s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s%s\n", "schedule",
+    std::printf("%-12s %2s %2s %1s %2s %-6s | %9s %10s %7s %7s %6s | %8s %8s %8s | %10s %10s | %8s%s%s\n", "schedule",
                 "P", "M", "v", "dp", "ckpt", "step ms", "samples/s", "speedup", "ideal", "/ideal", "measured", "formula",
-                "simul.", "act first", "act last", "GEMM eff", o_.max_dp() > 1 ? " | allreduce ms  hidden" : "");
+                "simul.", "act first", "act last", "GEMM eff", o_.max_dp() > 1 ? " | allreduce ms  hidden" : "",
+                async() ? " | wver first  wver last" : "");
     csv_ << "mode,schedule,P,M,v,dp,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,of_ideal,bubble_measured,"
-              "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency,allreduce_ms,hidden\n";
+              "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency,allreduce_ms,hidden,"
+              "weight_version_bytes_first,weight_version_bytes_last\n";
   }
   void row(const Row& r, const Result& res) {
     const int64_t d = o_.width, per_row = o_.model == "gpt" ? o_.context : 1;
@@ -275,18 +286,23 @@ class Table {
                                                             << std::setw(12) << 1e3 * res.allreduce_s << " "
                                                             << std::setw(6) << std::setprecision(1) << 100 * res.hidden
                                                             << "%").str();
-    std::printf("%-12s %2d %2d %1d %2d %-6s | %9.3f %10.0f %7.2f %7s %6s | %8s %8s %8s | %10s %10s | %8.2f%s\n",
+    std::string async_cols;
+    if (async())
+      async_cols = res.versions_first < 0 ? " |          -          -"
+                                          : " | " + pad(examples::format_bytes(res.versions_first), 10) + " " +
+                                                pad(examples::format_bytes(res.versions_last), 10);
+    std::printf("%-12s %2d %2d %1d %2d %-6s | %9.3f %10.0f %7.2f %7s %6s | %8s %8s %8s | %10s %10s | %8.2f%s%s\n",
                 (r.schedule + (over ? "*" : "")).c_str(), r.P, r.M, r.v, r.dp, r.checkpoint.c_str(), 1e3 * res.step_s,
                 o_.batch / res.step_s, speedup, ideal < 0 ? "-" : (std::ostringstream() << std::fixed << std::setprecision(2) << ideal).str().c_str(),
                 of_ideal.c_str(), bubble(res.bubble_measured).c_str(), bubble(formula).c_str(),
                 bubble(res.bubble_simulated).c_str(), examples::format_bytes(res.peak_first).c_str(),
-                examples::format_bytes(res.peak_last).c_str(), g, dp_cols.c_str());
+                examples::format_bytes(res.peak_last).c_str(), g, dp_cols.c_str(), async_cols.c_str());
     std::fflush(stdout);
     csv_ << (o_.replay ? "replay" : "measured-" + o_.comm) << ',' << r.schedule << ',' << r.P << ',' << r.M << ','
            << r.v << ',' << r.dp << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
            << ',' << ideal << ',' << (ideal > 0 ? speedup / ideal : -1) << ',' << res.bubble_measured << ',' << formula << ',' << res.bubble_simulated << ','
            << res.peak_first << ',' << res.peak_last << ',' << g << ',' << 1e3 * res.allreduce_s << ',' << res.hidden
-           << '\n';
+           << ',' << res.versions_first << ',' << res.versions_last << '\n';
   }
   void footer() {
     std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * dp * (1 - formula bubble) * GEMM eff; "
@@ -300,6 +316,10 @@ class Table {
                 o_.max_dp() > 1 ? ";\nallreduce = the gradient all-reduce's wait after backward with --no-overlap (its whole "
                                   "time), hidden = the share of it overlap hid behind backward (rank 0, median)"
                                 : "");
+    if (async())
+      std::printf("pipedream / 2bw rows: their steps include each stage's optimizer steps (SGD, one per micro-batch or "
+                  "window) and weight-version copies, the flushed rows' none; wver = the weight versions' bytes at their "
+                  "peak, the live weights included (2bw: --window = M)\n");
     if (!action_s_.empty()) {
       double mean = 0;
       for (double a : action_s_) mean += a / static_cast<double>(action_s_.size());
@@ -314,6 +334,12 @@ class Table {
  private:
   // The machine's cores (not this process's affinity: mpirun may bind each rank to one).
   static int cores_here() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+  static std::string pad(const std::string& s, size_t w) { return std::string(w > s.size() ? w - s.size() : 0, ' ') + s; }
+  bool async() const {
+    for (const std::string& s : o_.schedules)
+      if (parallel::async_mode_of(s) != parallel::AsyncMode::None) return true;
+    return false;
+  }
   const SweepOptions& o_;
   std::ostringstream csv_;
   double baseline_s_ = 0;

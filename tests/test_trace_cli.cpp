@@ -267,7 +267,7 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 20u) << line;
+    ASSERT_EQ(f.size(), 22u) << line;
     const int P = std::stoi(f[2]), M = std::stoi(f[3]), v = std::stoi(f[4]);
     EXPECT_EQ(f[5], "1") << line;  // no --dp: one replica
     EXPECT_NEAR(std::stod(f[13]), mp::closed_form_bubble(mp::make_schedule(f[1], P, M, v)), 1e-5) << line;
@@ -303,7 +303,7 @@ TEST_F(TraceCli, BenchSchedulesDataParallelAxis) {
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 20u) << line;
+    ASSERT_EQ(f.size(), 22u) << line;
     if (f[5] != "2") continue;
     ++dp_rows;
     EXPECT_GT(std::stod(f[18]), 0.0) << line;  // the all-reduce took time
@@ -314,6 +314,42 @@ TEST_F(TraceCli, BenchSchedulesDataParallelAxis) {
   const ProgramResult bad = run_program("bench_schedules", "--tiny --dp 2 --replay");
   EXPECT_EQ(bad.status, 1) << bad.output;
   EXPECT_TRUE(has(bad.output, "--dp needs a measured run")) << bad.output;
+}
+
+// pipedream and 2bw: their rows report the weight versions' bytes; rank 0 of PipeDream holds P - r = 2
+// versions of its stage's weights, the last rank one; 2BW two on both.
+TEST_F(TraceCli, BenchSchedulesAsynchronousRowsReportWeightVersions) {
+  const ProgramResult r = run_program("bench_schedules", "--tiny --schedules pipedream,2bw --checkpoint never --csv " +
+                                                             path("a.csv"));
+  ASSERT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(has(r.output, "wver first  wver last")) << r.output;
+  std::ifstream csv(path("a.csv"));
+  std::string line;
+  std::getline(csv, line);
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    ASSERT_EQ(f.size(), 22u) << line;
+    if (f[1] != "pipedream" && f[1] != "2bw") continue;
+    ++rows;
+    const double first = std::stod(f[20]), last = std::stod(f[21]);
+    EXPECT_GT(first, 0) << line;
+    // 4 blocks of Linear(64, 64): 2 a stage, 2 x (64 x 64 + 64) floats.
+    const double stage = 2 * (64 * 64 + 64) * 4.0;
+    if (f[1] == "2bw") {
+      EXPECT_EQ(first, 2 * stage) << line;
+      EXPECT_EQ(last, 2 * stage) << line;
+    } else {
+      EXPECT_EQ(first, (f[3] == "1" ? 1 : 2) * stage) << line;
+      EXPECT_EQ(last, stage) << line;
+    }
+  }
+  EXPECT_EQ(rows, 6);  // P = 2 x M 1, 2, 4 each
+  const ProgramResult bad = run_program("bench_schedules", "--tiny --schedules pipedream --replay");
+  EXPECT_EQ(bad.status, 1) << bad.output;
+  EXPECT_TRUE(has(bad.output, "--replay and pipedream do not combine")) << bad.output;
 }
 
 TEST_F(TraceCli, BenchSchedulesUnderMpi) {

@@ -168,7 +168,6 @@ inline std::vector<Row> sweep(const SweepOptions& o) {
           for (const std::string& ck : o.checkpoints) {
             const int v = s == "interleaved" ? o.virtual_chunks : 1;
             if ((P == 1 && s != "1f1b") || (P == 1 && M == 1 && ck == "never" && R == 1) || P * v > o.blocks) continue;
-            if (s == "2bw" && M < P - 1) continue;  // its window (all M) must cover the warm-up
             if (parallel::async_mode_of(s) != parallel::AsyncMode::None && R > 1) continue;  // no data parallelism
             try {
               parallel::make_schedule(s, P, M, v);

@@ -17,6 +17,7 @@
 #include "parallel/lowering.h"
 #include "parallel/simulator.h"
 #include "parallel/trace.h"
+#include "parallel/weight_versions.h"
 
 namespace mp = minipipe::parallel;
 using nlohmann::json;
@@ -72,6 +73,29 @@ json entry(const std::string& schedule, int P, int M, int v, bool checkpoint) {
   // ZB-H1 (M >= P) and ZB-H2 (M >= 2P-1) at F = B = W = 1: (P-1) idle on every rank (generators.h).
   if (zb && !checkpoint && M >= (schedule == "zb-h1" ? P : 2 * P - 1))
     e["cf"] = {printf_str("%.4f", (P - 1) / (3.0 * M + P - 1)), printf_str("%.4f", (P - 1) / (3.0 * M))};
+  // pipedream / 2bw (window M): the versions each rank holds, and the version each F reads in the
+  // second step — show_schedule's last lines.
+  const mp::AsyncMode am = mp::async_mode_of(schedule);
+  if (am != mp::AsyncMode::None) {
+    mp::AsyncOptions a;
+    a.mode = am;
+    a.window = M;
+    json held = json::array(), reads = json::array();
+    try {
+      for (int r = 0; r < P; ++r) {
+        const mp::VersionPlan plan = mp::plan_versions(program, r, a, am == mp::AsyncMode::PipeDream ? M : 1);
+        std::vector<int64_t> f(static_cast<size_t>(M), -1);
+        for (size_t i = 0; i < plan.read.size(); ++i)
+          if (program.on(r)[i].op == mp::Op::F) f[static_cast<size_t>(program.on(r)[i].microbatch)] = plan.read[i];
+        held.push_back(plan.peak_held);
+        reads.push_back(f);
+      }
+    } catch (const minipipe::Error& err) {
+      return {{"err", err.what()}};
+    }
+    e["wv"] = held;
+    e["fr"] = reads;
+  }
   return e;
 }
 
@@ -94,7 +118,7 @@ W=1), 1 MiB of activations stashed per stage and
 micro-batch, a free link, blocking sends and receives. Checkpointing: B runs F again and a chunk
 stashes only its input.</p>
 <div class="controls">
-<label for="schedule">schedule</label><select id="schedule"><option>gpipe</option><option selected>1f1b</option><option>interleaved</option><option>zb-h1</option><option>zb-h2</option></select><span></span>
+<label for="schedule">schedule</label><select id="schedule"><option>gpipe</option><option selected>1f1b</option><option>interleaved</option><option>zb-h1</option><option>zb-h2</option><option>pipedream</option><option>2bw</option></select><span></span>
 <label for="P">stages P</label><input id="P" type="range" min="1" max="8" value="4"><span id="P-val"></span>
 <label for="M">micro-batches M</label><input id="M" type="range" min="1" max="16" value="8"><span id="M-val"></span>
 <label for="v">chunks per rank v</label><input id="v" type="range" min="2" max="4" value="2"><span id="v-val"></span>
@@ -110,6 +134,7 @@ stashes only its input.</p>
 </thead><tbody id="rows"></tbody></table>
 <p>bubble = idle / makespan (of total time) and idle / busy (over ideal time); closed forms for
 equal stages and free messages: (P-1)/(v*M+P-1) of total, (P-1)/(v*M) over ideal.</p>
+<pre id="versions"></pre>
 <pre id="errors"></pre><div id="status"></div>
 <script>
 "use strict";
@@ -169,7 +194,7 @@ function update() {
     (s === "interleaved" ? " --virtual " + v : "") + (s.startsWith("zb") ? " --costs 1,1,1" : "") +
     " --act-bytes 1048576" + (ck ? " --checkpoint always" : "");
   const d = DATA[key()], rows = $("rows"), chart = $("chart");
-  rows.textContent = ""; chart.textContent = ""; $("makespan").textContent = "";
+  rows.textContent = ""; chart.textContent = ""; $("makespan").textContent = ""; $("versions").textContent = "";
   $("err").textContent = d && d.err ? d.err : (d ? "" : "not in the precomputed grid");
   if (!d || d.err) return;
   const multi = [];
@@ -183,6 +208,14 @@ function update() {
     cells.forEach((c, i) => { const td = document.createElement("td"); td.textContent = c;
       if (ids[i]) td.id = ids[i]; tr.appendChild(td); });
     rows.appendChild(tr);
+  }
+  if (d.wv) {  // the asynchronous schedules: 1F1B's order, an optimizer step inside the pipeline
+    let text = (s === "pipedream" ? "pipedream: each stage steps its optimizer after every B; B reads the weights its F read."
+                                  : "2bw (window M): one update per window, window t reading version t-1.") +
+      " The step drains once at its end.\nweight version each F reads in the second step, and the versions each rank holds:\n";
+    for (let r = 0; r < P; r++)
+      text += "  rank " + r + ": " + d.fr[r].join(" ") + "   (" + d.wv[r] + (d.wv[r] === 1 ? " version" : " versions") + ")\n";
+    $("versions").textContent = text;
   }
 }
 // URL parameters set the controls (?schedule=1f1b&P=4&M=8&v=2&checkpoint=1); move=ID:VALUE then
@@ -218,7 +251,7 @@ int main(int argc, char** argv) {
     MP_CHECK(max_p >= 1 && max_p <= 8 && max_m >= 1 && max_m <= 16, "--max-stages must be 1..8 and "
              "--max-microbatches 1..16 (the page's sliders), got ", max_p, " and ", max_m);
     json data = json::object();
-    for (const std::string s : {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"})
+    for (const std::string s : {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2", "pipedream", "2bw"})
       for (int P = 1; P <= max_p; ++P)
         for (int M = 1; M <= max_m; ++M)
           for (int v = s == "interleaved" ? 2 : 1; v <= (s == "interleaved" ? 4 : 1); ++v)

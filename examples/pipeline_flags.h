@@ -48,7 +48,7 @@ struct PipelineFlags {
                    "asynchronous pipedream (an optimizer step per micro-batch, weight stashing) and 2bw (an update "
                    "per --window micro-batches, one step of delay)")
         ->capture_default_str();
-    app.add_option("--window", window, "2bw: micro-batches per weight update, >= stages - 1 (0: all of a step)")
+    app.add_option("--window", window, "2bw: micro-batches per weight update, >= stages - 1 or all of a step (0: all of a step)")
         ->capture_default_str();
     app.add_flag("--no-weight-stashing", no_weight_stashing,
                  "pipedream: backward reads the newest weights, not its forward's (shows what stashing fixes)");

@@ -223,9 +223,9 @@ void Pipe::check_async_options() {
     const int W = opts_.window == 0 ? M : opts_.window;
     MP_CHECK(W >= 1 && M % W == 0, "Pipe: --window ", W, " does not divide --microbatches ", M,
              " (2bw runs whole windows in a step)");
-    MP_CHECK(W >= P - 1, "Pipe: --window ", W, " is shorter than P - 1 = ", P - 1, ": with --stages ", P,
+    MP_CHECK(W >= P - 1 || W == M, "Pipe: --window ", W, " is shorter than P - 1 = ", P - 1, ": with --stages ", P,
              " the first stage starts window t + 1 before window t - 1's update exists, so 2bw's one-step delay "
-             "cannot hold");
+             "cannot hold (a window of all M micro-batches, --window 0, always can: the step drains between windows)");
     MP_CHECK(opts_.weight_stashing, "Pipe: --schedule 2bw and --no-weight-stashing do not combine (2bw keeps two "
              "versions by construction)");
     MP_CHECK(!opts_.vertical_sync, "Pipe: --schedule 2bw and --vertical-sync do not combine (every 2bw stage reads "

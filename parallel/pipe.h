@@ -39,7 +39,7 @@ struct PipeOptions {
   std::vector<int> stage_replicas{};   // 1F1B-RR: ranks per stage (empty: one each). Stage s runs on
                                        // R_s ranks, numbered stage by stage; micro-batch m on replica
                                        // m mod R_s; the communicator has sum(R_s) ranks. gpipe or 1f1b.
-  int window = 0;                      // 2bw: micro-batches per weight update, >= P - 1 (0: all M of a step)
+  int window = 0;                      // 2bw: micro-batches per weight update, >= P - 1 or all M (0: all M)
   bool weight_stashing = true;         // pipedream: B reads the weights its F read (false: the newest; for
                                        // teaching what stashing fixes)
   bool vertical_sync = false;          // pipedream: every stage reads the version stage 0 read

@@ -51,7 +51,7 @@ VersionPlan plan_versions(const Program& program, int rank, const AsyncOptions& 
       MP_CHECK(v <= latest, "2bw: window ", updates_before + a.microbatch / W, " reads version ", v,
                " on rank ", rank, ", which has made only ", latest, " updates when its forward of micro-batch ",
                a.microbatch, " runs: the window of ", W, " micro-batches is shorter than the forwards rank ", rank,
-               " runs ahead (a window of at least P - 1 = ", program.num_ranks - 1, " is needed)");
+               " runs ahead (a window of at least P - 1 = ", program.num_ranks - 1, " is needed, or one of all M)");
       plan.read[i] = f_read[m] = v;
     } else if (a.op == Op::B) {
       MP_INTERNAL_ASSERT(f_read[m] >= 0, "plan_versions: B of micro-batch ", m, " before its F on rank ", rank);

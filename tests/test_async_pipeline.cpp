@@ -126,7 +126,7 @@ TEST(AsyncPipeline, VerticalSyncMatchesItsUpdateRule) {
 
 TEST(AsyncPipeline, TwoBWMatchesTheOneStepDelay) {
   for (const auto& [P, M, W] : std::vector<std::tuple<int, int, int>>{{2, 8, 4}, {3, 8, 4}, {4, 8, 4}, {4, 6, 3},
-                                                                      {3, 8, 8}, {2, 8, 1}}) {
+                                                                      {3, 8, 8}, {2, 8, 1}, {4, 2, 2}}) {
     const AsyncRule a{"2bw", P, W};
     SCOPED_TRACE(name_of(a) + " M=" + std::to_string(M));
     expect_matches(a, ModelKind::Mlp, DType::Float64, M);

@@ -75,8 +75,8 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
   const ProgramResult r = run_program("make_explorer", "--out " + path("e.html"));
   ASSERT_EQ(r.status, 0) << r.output;
   const nlohmann::json data = explorer_data(read(path("e.html")));
-  // gpipe, 1f1b, zb-h1, zb-h2; interleaved v = 2..4; x checkpoint
-  ASSERT_EQ(data.size(), 4u * (8 * 16 * 2) + 8 * 16 * 3 * 2);
+  // gpipe, 1f1b, zb-h1, zb-h2, pipedream, 2bw; interleaved v = 2..4; x checkpoint
+  ASSERT_EQ(data.size(), 6u * (8 * 16 * 2) + 8 * 16 * 3 * 2);
   int checked = 0;
   for (const auto& [key, e] : data.items()) {
     std::smatch m;
@@ -90,6 +90,10 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
       EXPECT_EQ(e.at("err").get<std::string>(), err.what()) << key;
       continue;
     }
+    if (s == "pipedream" || s == "2bw")  // weight versions: P - r in PipeDream's steady state, 2 in 2BW's
+      for (int rank = 0; rank < P; ++rank)
+        if (s == "2bw" || M >= 2 * (P - 1 - rank) + 1)
+          EXPECT_EQ(e.at("wv")[static_cast<size_t>(rank)].get<int>(), s == "2bw" ? 2 : P - rank) << key;
     // Independently of make_explorer: show_schedule's costs for --act-bytes 1048576 (a stage's F=1,
     // B=2 and bytes split over its v chunks), checkpointing, lowering, simulation.
     const int C = prog.num_chunks;
@@ -120,6 +124,19 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
     ++checked;
   }
   EXPECT_GT(checked, 1000);
+  // The versions lines, as show_schedule prints them.
+  for (const std::string s : {"pipedream", "2bw"}) {
+    const ProgramResult r = run_program("show_schedule", show_schedule_args(s, 4, 8, 1, false));
+    ASSERT_EQ(r.status, 0) << r.output;
+    const nlohmann::json& e = data.at(s + "/4/8/1/never");
+    for (int rank = 0; rank < 4; ++rank) {
+      std::string line = "  rank " + std::to_string(rank) + ":";
+      for (const auto& v : e.at("fr")[static_cast<size_t>(rank)]) line += " " + std::to_string(v.get<int>());
+      const int held = e.at("wv")[static_cast<size_t>(rank)].get<int>();
+      line += "   (" + std::to_string(held) + (held == 1 ? " version" : " versions") + " held at most)\n";
+      EXPECT_TRUE(has(r.output, line)) << line << r.output;
+    }
+  }
 }
 
 TEST_F(TraceCli, ExplorerPrintsWhatShowSchedulePrints) {

@@ -31,8 +31,8 @@ std::vector<AsyncRule> rules(int P, int M) {
   out.push_back({"pipedream", P, 1, true, false});
   out.push_back({"pipedream", P, 1, false, false});
   out.push_back({"pipedream", P, 1, true, true});
-  for (int W = std::max(1, P - 1); W <= M; ++W)
-    if (M % W == 0) out.push_back({"2bw", P, W, true, false});
+  for (int W = 1; W <= M; ++W)  // a window covers the warm-up, or is the whole step (which drains)
+    if (M % W == 0 && (W >= P - 1 || W == M)) out.push_back({"2bw", P, W, true, false});
   return out;
 }
 

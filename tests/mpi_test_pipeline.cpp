@@ -2,11 +2,13 @@
 // program under mpirun -np 2 and -np 3; every process builds the model from the same seed and the
 // single-device reference, runs one pipelined step with P = the world size, and checks the loss
 // and the gradients of its own chunks (float64, 1e-12 relative) for a representative subset of
-// schedules, micro-batch counts and checkpoint modes on the MLP and the tiny GPT with dropout.
+// schedules, micro-batch counts and checkpoint modes on the MLP and the tiny GPT with dropout; and
+// the asynchronous PipeDream and 2BW match their single-process references over three steps.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 
+#include "async_reference.h"
 #include "mpi_main.h"
 #include "parallel/generators.h"
 #include "pipeline_models.h"
@@ -87,6 +89,40 @@ TEST(MpiStageReplicas, OneStepGivesTheSingleDeviceLossAndGradients) {
       ASSERT_TRUE(t.grad().defined()) << name;
       EXPECT_LE(test_util::rel_diff(t.grad(), ref_grads.at(name)), 1e-12) << name << " on rank " << world->rank();
     }
+  }
+}
+
+// PipeDream (with vertical sync too) and 2BW across processes: three steps of 8 micro-batches give the
+// weights of the single-process reference of their update rules (tests/async_reference.h).
+TEST(MpiAsync, ThreeStepsGiveTheReferenceWeights) {
+  const int P = world->size();
+  for (const test_util::AsyncRule& a : {test_util::AsyncRule{"pipedream", P}, test_util::AsyncRule{"pipedream", P, 1, true, true},
+                                        test_util::AsyncRule{"2bw", P, 4}}) {
+    SCOPED_TRACE(a.schedule + (a.vertical_sync ? " vertical sync" : ""));
+    test_util::AsyncReference ref(a, ModelKind::Mlp, DType::Float64, 0.2, 7, 99);
+    auto model = test_util::build_model(ModelKind::Mlp, DType::Float64, 0.2, 7);
+    PipeOptions o;
+    o.stages = P;
+    o.microbatches = 8;
+    o.schedule = a.schedule;
+    o.window = a.two_bw() ? a.window : 0;
+    o.vertical_sync = a.vertical_sync;
+    o.checkpoint = Checkpoint::ExceptLast;
+    o.seed = 99;
+    o.loss = test_util::loss_of(ModelKind::Mlp);
+    Pipe pipe(model, *world, o);
+    optim::AdamW opt(pipe.parameters(), optim::AdamWOptions{.lr = 1e-2});
+    pipe.set_optimizer(opt);
+    for (int k = 0; k < 3; ++k) {
+      const auto b = test_util::make_batch(ModelKind::Mlp, DType::Float64, 16, 100 + static_cast<uint64_t>(k));
+      const double want = ref.call(b, 8, o.loss, static_cast<uint64_t>(k));
+      const double got = pipe.train_step(b.x, b.y);
+      EXPECT_LE(std::abs(got - want), 1e-12 * std::abs(want)) << "step " << k << " rank " << world->rank();
+    }
+    const auto ref_params = ref.model->named_parameters();
+    for (const auto& [name, t] : pipe.local_layers()->named_parameters())
+      for (const auto& [other, u] : ref_params)
+        if (other == name) EXPECT_LE(test_util::rel_diff(t, u), 1e-12) << name << " on rank " << world->rank();
   }
 }
 

@@ -22,7 +22,9 @@ DType to_dtype(py::handle obj);
 Shape to_shape(py::handle obj);
 py::tuple shape_tuple(const Shape& s);
 
-// The Python exception class of parallel::Aborted (a rank stopped because another failed).
+// The Python exception classes of minipipe::Error and of parallel::Aborted (a rank stopped
+// because another failed), its subclass.
+py::handle error_type();
 py::handle aborted_type();
 
 }  // namespace minipipe::python

@@ -110,9 +110,10 @@ py::list launch_ranks(const py::function& fn, int ranks, int threads_per_rank, d
              } catch (py::error_already_set& e) {
                // Here, with the GIL: the Python error (and the frames it holds, Pipes among them) is
                // dropped on this rank's thread; launch() sees a C++ error and stops the other ranks.
-               const bool aborted = e.matches(aborted_type());
-               const std::string msg = e.what();
-               if (aborted) throw Aborted(msg);
+               // A minipipe.Error keeps its C++ message as it was; any other exception says its type
+               // and where it was raised ("ValueError: ...\n\nAt:\n  <file>(line): <function>").
+               const std::string msg = e.matches(error_type()) ? std::string(py::str(e.value())) : e.what();
+               if (e.matches(aborted_type())) throw Aborted(msg);
                throw Error(msg);
              }
            });

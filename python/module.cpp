@@ -32,6 +32,7 @@ void register_errors(py::module_& m) {
   });
 }
 
+py::handle error_type() { return *g_error; }
 py::handle aborted_type() { return *g_aborted; }
 
 }  // namespace minipipe::python

@@ -13,9 +13,11 @@ export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}"
 
 # chromium: the schedule explorer's page is tested in headless Chromium (tests/test_trace_cli.cpp)
 # and scripts/make_docs_figures.sh screenshots it; it adds 24 packages, ~10 s to a first install.
+# pybind11-dev, python3-dev, python3-numpy, python3-pytest: the Python module `minipipe` (python/)
+# and its pytest suites, run by ctest (docs/python.md).
 MINIPIPE_PACKAGES=(cmake ninja-build g++ libeigen3-dev libopenblas-openmp-dev libgtest-dev
   libbenchmark-dev libcli11-dev nlohmann-json3-dev zlib1g-dev openmpi-bin libopenmpi-dev
-  dataset-fashion-mnist fortunes chromium)
+  dataset-fashion-mnist fortunes chromium pybind11-dev python3-dev python3-numpy python3-pytest)
 
 minipipe_install_packages() {
   local missing=()
@@ -39,11 +41,12 @@ minipipe_build() {
 }
 
 # A sanitizer build: minipipe_sanitizer_build DIR CMAKE_OPTION TARGET... Compiled -O1 -g1: line
-# numbers in reports at a third of RelWithDebInfo's compile time; no CUDA build check (build/ has it).
+# numbers in reports at a third of RelWithDebInfo's compile time; no CUDA build check (build/ has it)
+# and no Python module (a sanitized shared object would need the runtime preloaded into python3).
 minipipe_sanitizer_build() {
   local dir="$MINIPIPE_ROOT/$1" option="$2"
   shift 2
   cmake -S "$MINIPIPE_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g1" \
-    -D"$option"=ON -DMINIPIPE_CUDA=OFF >/dev/null
+    -D"$option"=ON -DMINIPIPE_CUDA=OFF -DMINIPIPE_PYTHON=OFF >/dev/null
   for target in "$@"; do cmake --build "$dir" -j "$(nproc)" --target "$target"; done
 }

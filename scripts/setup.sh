@@ -41,12 +41,13 @@ minipipe_build() {
 }
 
 # A sanitizer build: minipipe_sanitizer_build DIR CMAKE_OPTION TARGET... Compiled -O1 -g1: line
-# numbers in reports at a third of RelWithDebInfo's compile time; no CUDA build check (build/ has it)
-# and no Python module (a sanitized shared object would need the runtime preloaded into python3).
+# numbers in reports at a third of RelWithDebInfo's compile time; no CUDA build check and no course
+# exercises (build/ has both), and no Python module (a sanitized shared object would need the
+# runtime preloaded into python3).
 minipipe_sanitizer_build() {
   local dir="$MINIPIPE_ROOT/$1" option="$2"
   shift 2
   cmake -S "$MINIPIPE_ROOT" -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Sanitize -DCMAKE_CXX_FLAGS_SANITIZE="-O1 -g1" \
-    -D"$option"=ON -DMINIPIPE_CUDA=OFF -DMINIPIPE_PYTHON=OFF >/dev/null
+    -D"$option"=ON -DMINIPIPE_CUDA=OFF -DMINIPIPE_PYTHON=OFF -DMINIPIPE_EXERCISES=OFF >/dev/null
   for target in "$@"; do cmake --build "$dir" -j "$(nproc)" --target "$target"; done
 }

@@ -171,7 +171,7 @@ void bind_pipe_class(py::module_& m) {
       .def(py::init([](std::shared_ptr<nn::Sequential> model, const PyComm& comm, int stages, int microbatches,
                        std::string schedule, int virtual_chunks, const std::string& checkpoint, std::string partition,
                        std::optional<Tensor> profile_sample, uint64_t seed, const py::object& loss,
-                       std::vector<int> stage_replicas) {
+                       std::vector<int> stage_replicas, int window, bool weight_stashing, bool vertical_sync) {
              PipeOptions o;
              o.stages = stages;
              o.microbatches = microbatches;
@@ -183,6 +183,9 @@ void bind_pipe_class(py::module_& m) {
              o.seed = seed;
              o.loss = loss_of(loss);
              o.stage_replicas = std::move(stage_replicas);
+             o.window = window;
+             o.weight_stashing = weight_stashing;
+             o.vertical_sync = vertical_sync;
              Communicator& c = comm.get();
              py::gil_scoped_release release;
              return PyPipe{std::make_unique<Pipe>(std::move(model), c, std::move(o)), comm.alive};
@@ -190,9 +193,20 @@ void bind_pipe_class(py::module_& m) {
            py::arg("model"), py::arg("comm"), py::arg("stages") = 1, py::arg("microbatches") = 1,
            py::arg("schedule") = "1f1b", py::arg("virtual_chunks") = 1, py::arg("checkpoint") = "never",
            py::arg("partition") = "uniform", py::arg("profile_sample") = py::none(), py::arg("seed") = 0,
-           py::arg("loss") = "cross_entropy", py::arg("stage_replicas") = std::vector<int>{},
-           "schedule: gpipe, 1f1b or interleaved; checkpoint: never, except_last, always; partition: uniform, "
-           "params or time; loss: 'cross_entropy', 'gpt_loss' or a callable (output, targets) -> Tensor")
+           py::arg("loss") = "cross_entropy", py::arg("stage_replicas") = std::vector<int>{}, py::arg("window") = 0,
+           py::arg("weight_stashing") = true, py::arg("vertical_sync") = false,
+           "schedule: gpipe, 1f1b, interleaved, zb-h1, zb-h2, or the asynchronous pipedream and 2bw (give them the "
+           "optimizer with set_optimizer); checkpoint: never, except_last, always; partition: uniform, params or "
+           "time; loss: 'cross_entropy', 'gpt_loss' or a callable (output, targets) -> Tensor; window (2bw), "
+           "weight_stashing and vertical_sync (pipedream): parallel/weight_versions.h")
+      .def("set_optimizer", [](const PyPipe& p, optim::Optimizer& opt) { p.get().set_optimizer(opt); },
+           py::arg("optimizer"), py::keep_alive<1, 2>(),
+           "pipedream / 2bw: the optimizer (over exactly parameters()) that train_step steps inside the pipeline")
+      .def_property_readonly("asynchronous", [](const PyPipe& p) { return p.get().asynchronous(); })
+      .def_property_readonly("updates", [](const PyPipe& p) { return p.get().updates(); },
+                             "optimizer steps each stage has made (pipedream / 2bw)")
+      .def_property_readonly("peak_weight_versions", [](const PyPipe& p) { return p.get().peak_weight_versions(); },
+                             "pipedream / 2bw: the most weight versions this rank held at once")
       .def("train_step", [](const PyPipe& p, const Tensor& x, const Tensor& y, int64_t first_row) {
         Pipe& pipe = p.get();
         py::gil_scoped_release release;

@@ -163,3 +163,48 @@ def test_all_reduce_sums_rank_values():
         ctx.comm.all_reduce(t)
         return t.numpy().tolist()
     assert par.launch(rank, ranks=3) == [[6.0, 6.0, 6.0]] * 3
+
+
+def test_pipedream_steps_the_optimizer_inside_the_pipeline():
+    """PipeDream updates after every micro-batch: on one stage (no staleness) that is plain SGD on each
+    micro-batch in turn; on two stages the first stage reads weights one update old, holding 2 versions."""
+    x, y = make_batch("float64")
+
+    def run(ranks):
+        model = make_mlp(0, "float64")
+
+        def rank(ctx):
+            pipe = par.Pipe(model, ctx.comm, stages=ranks, microbatches=4, schedule="pipedream")
+            opt = mp.optim.SGD(pipe.parameters(), lr=0.1)
+            pipe.set_optimizer(opt)
+            pipe.train_step(x, y)
+            return pipe.updates, pipe.peak_weight_versions
+        stats = par.launch(rank, ranks=ranks)
+        return weights(model), stats
+
+    plain = make_mlp(0, "float64")
+    opt = mp.optim.SGD(plain.parameters(), lr=0.1)
+    for m in range(4):
+        opt.zero_grad()
+        rows = slice(m * ROWS // 4, (m + 1) * ROWS // 4)
+        xm = mp.tensor(x.numpy()[rows])
+        ym = mp.tensor(y.numpy()[rows])
+        mp.cross_entropy(plain(xm), ym).backward()
+        opt.step()
+    one, stats1 = run(1)
+    for k, v in weights(plain).items():
+        np.testing.assert_allclose(one[k], v, rtol=1e-12, atol=1e-14)
+    assert stats1 == [(4, 1)]
+    two, stats2 = run(2)
+    assert stats2 == [(4, 2), (4, 1)]
+    assert max(np.abs(two[k] - one[k]).max() for k in one) > 1e-6  # staleness changes the result
+
+
+def test_asynchronous_schedules_need_the_optimizer():
+    x, y = make_batch()
+
+    def rank(ctx):
+        pipe = par.Pipe(make_mlp(0), ctx.comm, stages=1, microbatches=2, schedule="2bw")
+        pipe.train_step(x, y)
+    with pytest.raises(mp.Error, match="give it to set_optimizer"):
+        par.launch(rank, ranks=1)

@@ -63,6 +63,23 @@ std::string show_schedule_args(const std::string& s, int P, int M, int v, bool c
          (ck ? " --checkpoint always" : "");
 }
 
+// bench_schedules' CSV below its header: each line with its fields (every line must have all 22).
+std::vector<std::pair<std::string, std::vector<std::string>>> csv_rows(const std::string& file) {
+  std::vector<std::pair<std::string, std::vector<std::string>>> out;
+  std::ifstream csv(file);
+  std::string line;
+  std::getline(csv, line);
+  while (std::getline(csv, line)) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
+    EXPECT_EQ(f.size(), 22u) << line;
+    f.resize(22);
+    out.emplace_back(line, f);
+  }
+  return out;
+}
+
 std::string f4(double x) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.4f", x);
@@ -275,16 +292,9 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
   const ProgramResult r = run_program("bench_schedules", "--tiny --csv " + path("b.csv") + " --svg-dir " + path("svg"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(has(r.output, "MEASURED on the local communicator")) << r.output;
-  std::ifstream csv(path("b.csv"));
-  std::string line;
-  std::getline(csv, line);
-  EXPECT_EQ(line.rfind("mode,schedule,P,M,v,dp,checkpoint,step_ms", 0), 0u) << line;
+  EXPECT_EQ(read(path("b.csv")).rfind("mode,schedule,P,M,v,dp,checkpoint,step_ms", 0), 0u);
   int rows = 0;
-  while (std::getline(csv, line)) {
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 22u) << line;
+  for (const auto& [line, f] : csv_rows(path("b.csv"))) {
     const int P = std::stoi(f[2]), M = std::stoi(f[3]), v = std::stoi(f[4]);
     EXPECT_EQ(f[5], "1") << line;  // no --dp: one replica
     EXPECT_NEAR(std::stod(f[13]), mp::closed_form_bubble(mp::make_schedule(f[1], P, M, v)), 1e-5) << line;
@@ -312,15 +322,8 @@ TEST_F(TraceCli, BenchSchedulesDataParallelAxis) {
                                                              path("dp.csv"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(has(r.output, "allreduce ms  hidden")) << r.output;
-  std::ifstream csv(path("dp.csv"));
-  std::string line;
-  std::getline(csv, line);
   int dp_rows = 0;
-  while (std::getline(csv, line)) {
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 22u) << line;
+  for (const auto& [line, f] : csv_rows(path("dp.csv"))) {
     if (f[5] != "2") continue;
     ++dp_rows;
     EXPECT_GT(std::stod(f[18]), 0.0) << line;  // the all-reduce took time
@@ -340,15 +343,8 @@ TEST_F(TraceCli, BenchSchedulesAsynchronousRowsReportWeightVersions) {
                                                              path("a.csv"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(has(r.output, "wver first  wver last")) << r.output;
-  std::ifstream csv(path("a.csv"));
-  std::string line;
-  std::getline(csv, line);
   int rows = 0;
-  while (std::getline(csv, line)) {
-    std::vector<std::string> f;
-    std::stringstream ss(line);
-    for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    ASSERT_EQ(f.size(), 22u) << line;
+  for (const auto& [line, f] : csv_rows(path("a.csv"))) {
     if (f[1] != "pipedream" && f[1] != "2bw") continue;
     ++rows;
     const double first = std::stod(f[20]), last = std::stod(f[21]);

@@ -55,6 +55,7 @@ class Tensor {
   int64_t storage_offset() const;
   DType dtype() const;
   Device device() const;
+  bool is_cuda() const { return device().is_cuda(); }
   TensorOptions options() const { return {dtype(), device()}; }
   bool is_contiguous() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(dtype()); }
@@ -71,9 +72,12 @@ class Tensor {
   bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
   TensorImpl* impl() const { return impl_.get(); }
 
+  // These three copy from the device first when the tensor is not on the CPU.
   double item() const;  // the value of a one-element tensor, as double
   template <typename T> std::vector<T> to_vector() const;  // row-major copy of the values
   std::string str() const;  // PyTorch-like printing: values, shape, dtype, device
+  // This tensor on `device`: itself when already there, else a contiguous copy (ops::to).
+  Tensor to(Device device) const;
 
   // A new handle on the same storage and view, cut from the autograd graph.
   Tensor detach() const;
@@ -154,6 +158,12 @@ inline int64_t Tensor::stride(int64_t d) const {
   if (n == 0) [[unlikely]]
     zero_dim_error("stride", d);
   return impl_->strides[static_cast<size_t>(wrap_dim(d, n, "stride"))];
+}
+// Every op's dispatch asks each operand's device: inline.
+inline Device Tensor::device() const {
+  if (!impl_) [[unlikely]]
+    undefined_error("device");
+  return impl_->storage ? impl_->storage->device() : Device::cpu();
 }
 inline bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
 inline DType Tensor::dtype() const {

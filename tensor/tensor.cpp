@@ -61,6 +61,10 @@ Tensor empty(const Shape& sizes, TensorOptions opts) {
 void Tensor::undefined_error(const char* what) {
   detail::throw_error(detail::str_cat(what, ": called on an undefined tensor"));
 }
+void Tensor::device_data_error() const {
+  detail::throw_error(detail::str_cat("data_ptr: the tensor ", shape_str(sizes()), " is on ", device().str(),
+                                      "; host code reads CPU tensors only (copy it with .to(Device::cpu()))"));
+}
 void Tensor::zero_dim_error(const char* what, int64_t d) {
   detail::throw_error(detail::str_cat(what, ": a 0-dim tensor has no dim ", d));
 }

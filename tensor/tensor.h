@@ -44,6 +44,7 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
   [[noreturn]] static void undefined_error(const char* what);
   [[noreturn]] static void zero_dim_error(const char* what, int64_t d);
+  [[noreturn]] void device_data_error() const;
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& sizes() const;
@@ -60,7 +61,8 @@ class Tensor {
   bool is_contiguous() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(dtype()); }
 
-  // Pointer to element [0, 0, ...] (storage offset applied); checks the dtype.
+  // Pointer to element [0, 0, ...] (storage offset applied) for host code: checks the dtype, and
+  // that the tensor is on the CPU (kernels of other devices take raw_data()).
   template <typename T> T* data_ptr() const;
   void* raw_data() const;
   const std::shared_ptr<Storage>& storage() const;
@@ -175,6 +177,8 @@ inline DType Tensor::dtype() const {
 template <typename T>
 T* Tensor::data_ptr() const {
   MP_CHECK(defined(), "data_ptr: undefined tensor");
+  if (!device().is_cpu()) [[unlikely]]
+    device_data_error();
   MP_CHECK(dtype() == dtype_of<T>(), "data_ptr: tensor has dtype ", dtype_name(dtype()),
            ", asked for ", dtype_name(dtype_of<T>()));
   return static_cast<T*>(raw_data());

@@ -7,6 +7,9 @@
 #include <cstdio>
 #include <vector>
 
+#include <filesystem>
+
+#include "nn/checkpoint.h"
 #include "nn/nn.h"
 #include "nn/transformer.h"
 #include "tensor/device.h"
@@ -82,6 +85,36 @@ TEST(CudaTrain, GptStepsWithDropoutMatchTheCpu) {
   auto cpu_model = make(), gpu_model = make();
   expect_close(train(*cpu_model, Device::cpu(), x, y, 3, loss), train(*gpu_model, Device::cuda(0), x, y, 3, loss),
                2e-3, "gpt");
+}
+
+// A model on the GPU saves through the host (the checkpoint holds the same bytes as the CPU
+// model's), loads back into a GPU model, and generates the CPU's greedy tokens.
+TEST(CudaTrain, CheckpointAndGenerationCrossToTheHost) {
+  if (!cuda_is_available()) GTEST_SKIP() << "no CUDA device";
+  nn::GPTConfig cfg;
+  cfg.vocab_size = 23;
+  cfg.context = 8;
+  cfg.n_layer = 1;
+  cfg.n_head = 2;
+  cfg.d_model = 16;
+  Generator g1(7), g2(7), g3(1), g4(1);
+  auto cpu_model = nn::make_gpt(cfg, &g1), gpu_model = nn::make_gpt(cfg, &g2);
+  gpu_model->to(Device::cuda(0));
+  const std::string path = (std::filesystem::temp_directory_path() / "minipipe_cuda_ckpt.safetensors").string();
+  nn::save(*gpu_model, path);
+  auto loaded = nn::make_gpt(cfg, &g3);
+  loaded->to(Device::cuda(0));
+  nn::load(*loaded, path);
+  std::filesystem::remove(path);
+  const auto want = cpu_model->named_parameters(), got = loaded->named_parameters();
+  ASSERT_EQ(want.size(), got.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    EXPECT_EQ(got[i].second.device(), Device::cuda(0));
+    EXPECT_EQ(got[i].second.to_vector<float>(), want[i].second.to_vector<float>()) << want[i].first;
+  }
+  const nn::SampleOptions greedy{.temperature = 0};
+  EXPECT_EQ(nn::gpt_generate(*loaded, cfg, {1, 2, 3}, 6, greedy, g4),
+            nn::gpt_generate(*cpu_model, cfg, {1, 2, 3}, 6, greedy, g3));
 }
 
 }  // namespace

@@ -113,7 +113,8 @@ void* device_alloc(size_t nbytes, int device, size_t& block_bytes) {
                cudaGetErrorString(err));
     }
   }
-  CUDA_CHECK(err);
+  MP_CHECK(err == cudaSuccess, "cudaMalloc(", block_bytes, " bytes) on cuda:", device, " failed at ", __FILE__, ":",
+           __LINE__, ": ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
   p.device_allocs.fetch_add(1, std::memory_order_relaxed);
   note_in_use(p, static_cast<int64_t>(block_bytes));
   return b;

@@ -63,10 +63,10 @@ DeviceContext& context(int device) {
   // Non-blocking: never implicitly ordered with the legacy default stream of other libraries.
   CUDA_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
   CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
-  CUBLAS_CHECK(cublasCreate(&c->cublas));
-  CUBLAS_CHECK(cublasSetStream(c->cublas, c->compute));
+  CUBLAS_CHECK(cublas().create(&c->cublas));
+  CUBLAS_CHECK(cublas().set_stream(c->cublas, c->compute));
   CUDA_CHECK(cudaMalloc(&c->cublas_workspace, kCublasWorkspaceBytes));
-  CUBLAS_CHECK(cublasSetWorkspace(c->cublas, c->cublas_workspace, kCublasWorkspaceBytes));
+  CUBLAS_CHECK(cublas().set_workspace(c->cublas, c->cublas_workspace, kCublasWorkspaceBytes));
   CUDA_CHECK(cudaSetDevice(previous));
   current_device = previous;
   contexts[device].store(c.get(), std::memory_order_release);

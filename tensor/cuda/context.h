@@ -4,17 +4,10 @@
 // life of the process. Internal to tensor/cuda/.
 #pragma once
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include "tensor/cuda/cublas.h"
 #include "tensor/cuda/cuda_check.h"
-
-#define CUBLAS_CHECK(call)                                                                      \
-  do {                                                                                          \
-    cublasStatus_t st_ = (call);                                                                \
-    MP_CHECK(st_ == CUBLAS_STATUS_SUCCESS, #call, " failed at ", __FILE__, ":", __LINE__, ": ", \
-             cublasGetStatusName(st_), ": ", cublasGetStatusString(st_));                       \
-  } while (0)
 
 namespace minipipe::cuda {
 

@@ -52,7 +52,7 @@ void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const f
   set_device(device);
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
   const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  CUBLAS_CHECK(cublasGemmStridedBatchedEx(
+  CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
       ctx.cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
       static_cast<int>(n), static_cast<int>(k), &alpha, B, CUDA_R_32F, static_cast<int>(ldb), sb, A, CUDA_R_32F,
       static_cast<int>(lda), sa, &beta, C, CUDA_R_32F, static_cast<int>(ldc), sc, static_cast<int>(batch), compute,

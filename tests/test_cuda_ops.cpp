@@ -115,6 +115,9 @@ std::vector<CudaCase> cases() {
       {"sum_dim0", {normal({300, 17})}, [](const Ts& x) { return one(sum(x[0], {0})); }, 1e-4, 1e-4},
       {"sum_dim1_keepdim", {normal({17, 300})}, [](const Ts& x) { return one(sum(x[0], {1}, true)); }, 1e-4, 1e-4},
       {"sum_dims02", {normal({5, 6, 7})}, [](const Ts& x) { return one(sum(x[0], {0, 2})); }, 1e-4, 1e-4},
+      {"sum_all_long", {normal({1 << 18})}, [](const Ts& x) { return one(sum(x[0])); }, 1e-2, 1e-4},  // in parts
+      {"sum_rows_long", {normal({3, 100003})}, [](const Ts& x) { return one(sum(x[0], {1})); }, 1e-2, 1e-4},
+      {"sum_dim0_many_rows", {normal({5000, 37})}, [](const Ts& x) { return one(sum(x[0], {0})); }, 1e-3, 1e-4},
       {"sum_int64", {index({100}, 7)}, [](const Ts& x) { return one(sum(x[0])); }},
       {"mean", {normal({8, 9})}, [](const Ts& x) { return one(mean(x[0], {1})); }},
       {"sum_to", {normal({4, 5, 6})}, [](const Ts& x) { return one(sum_to(x[0], {5, 1})); }, 1e-4, 1e-4},

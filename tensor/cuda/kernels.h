@@ -59,8 +59,14 @@ void launch_where(void* out, const void* cond, ScalarType ct, const void* a, con
 // ---- reduce.cu ----
 // in: [rows, n] contiguous -> out[r] = sum_j in[r, j] (float32 or int64).
 void launch_sum_rows(const void* in, void* out, ScalarType t, int64_t rows, int64_t n, cudaStream_t stream);
+// in: [rows, n] contiguous -> partial [rows, parts]: the sum of chunk p of row r (for few long rows).
+void launch_sum_row_parts(const void* in, void* partial, ScalarType t, int64_t rows, int64_t n, int64_t parts,
+                          cudaStream_t stream);
 // in: [n, cols] contiguous -> out[c] = sum_i in[i, c] (float32 or int64): the bias-gradient shape.
 void launch_sum_cols(const void* in, void* out, ScalarType t, int64_t n, int64_t cols, cudaStream_t stream);
+// in: [n, cols] contiguous -> partial [parts, cols]: column sums over chunk p of the rows.
+void launch_sum_col_parts(const void* in, void* partial, ScalarType t, int64_t n, int64_t cols, int64_t parts,
+                          cudaStream_t stream);
 // in: [rows, n] contiguous -> values[r] = max_j, indices[r] = first argmax (float32 or int64 values).
 void launch_max_rows(const void* in, void* values, int64_t* indices, ScalarType t, int64_t rows, int64_t n,
                      cudaStream_t stream);

@@ -1,7 +1,7 @@
 // The CUDA backend's reductions and softmax family: checks as the CPU's (tensor/cpu/reduce.cpp,
 // softmax.cpp), then the reduced dims are brought last and contiguous (a permuted copy when they
 // are not already) so every kernel of reduce.cu / softmax.cu sees plain [rows, n] rows.
-#include <numeric>
+#include <algorithm>
 
 #include "tensor/cuda/ops_common.h"
 
@@ -20,6 +20,34 @@ Tensor rows_last(const Tensor& t, int64_t dim) {
 }
 Tensor rows_back(const Tensor& r, int64_t dim, int64_t ndim) {
   return dim == ndim - 1 ? r : ops::contiguous(ops::transpose(r, dim, ndim - 1));
+}
+
+// out [rows] = row sums of contiguous x [rows, n]. Few long rows are split into parts first, so the
+// whole GPU works on them (one block per row would use a few SMs of an H100's 132).
+void sum_rows(const Tensor& x, const Tensor& out, int64_t rows, int64_t n, cudaStream_t stream) {
+  constexpr int64_t kLongRow = int64_t{1} << 16, kChunk = 8192;
+  if (rows < 256 && n >= kLongRow) {
+    const int64_t parts = std::min<int64_t>(1024, n / kChunk);
+    Tensor partial = empty({rows, parts}, out.options());
+    launch_sum_row_parts(x.raw_data(), partial.raw_data(), scalar_type(x.dtype()), rows, n, parts, stream);
+    launch_sum_rows(partial.raw_data(), out.raw_data(), scalar_type(x.dtype()), rows, parts, stream);
+    return;
+  }
+  launch_sum_rows(x.raw_data(), out.raw_data(), scalar_type(x.dtype()), rows, n, stream);
+}
+
+// out [cols] = column sums of contiguous x [n, cols]. Many rows are cut into chunks first (a
+// partial sum per chunk and column), so more threads than columns work; the order stays fixed.
+void sum_cols(const Tensor& x, const Tensor& out, int64_t n, int64_t cols, cudaStream_t stream) {
+  constexpr int64_t kChunkRows = 256;
+  if (n >= 4 * kChunkRows) {
+    const int64_t parts = std::min<int64_t>(1024, n / kChunkRows);
+    Tensor partial = empty({parts, cols}, out.options());
+    launch_sum_col_parts(x.raw_data(), partial.raw_data(), scalar_type(x.dtype()), n, cols, parts, stream);
+    launch_sum_cols(partial.raw_data(), out.raw_data(), scalar_type(x.dtype()), parts, cols, stream);
+    return;
+  }
+  launch_sum_cols(x.raw_data(), out.raw_data(), scalar_type(x.dtype()), n, cols, stream);
 }
 
 }  // namespace
@@ -61,10 +89,10 @@ Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
   cudaStream_t stream = stream_of(t);
   if (reduced_leading && leading < nd && t.is_contiguous()) {
     // [n, rows] with the reduced dims in front (a bias gradient): sum down the columns, no copy.
-    launch_sum_cols(t.raw_data(), out.raw_data(), scalar_type(t.dtype()), n, rows, stream);
+    sum_cols(t, out, n, rows, stream);
   } else {
     Tensor x = ops::contiguous(nd == 0 ? t : ops::permute(t, order));
-    launch_sum_rows(x.raw_data(), out.raw_data(), scalar_type(t.dtype()), rows, n, stream);
+    sum_rows(x, out, rows, n, stream);
   }
   return ops::reshape(out, out_shape);
 }

@@ -92,9 +92,7 @@ void save_tensors(const TensorMap& tensors, const std::string& path, const Metad
   for (const auto& [name, t] : tensors) {
     MP_CHECK(!name.empty() && name != kMetadataKey, "save: invalid tensor name '", name, "'");
     MP_CHECK(t.defined(), "save: tensor '", name, "' is undefined");
-    MP_CHECK(t.device().is_cpu(), "save: tensor '", name, "' is on ", t.device().str(),
-             "; copy it to the CPU first");
-    data.push_back(ops::contiguous(t));
+    data.push_back(ops::contiguous(t.to(Device::cpu())));  // a device tensor is copied to the host first
     const uint64_t n = t.nbytes();
     header[name] = {{"dtype", st_dtype(t.dtype())},
                     {"shape", t.sizes()},

@@ -32,6 +32,25 @@ Tensor Module::register_parameter(const std::string& name, Tensor t, bool requir
   return t;
 }
 
+namespace {
+// Swap t's storage for a contiguous copy on `device`; every handle on t's TensorImpl sees it.
+void move_in_place(const Tensor& t, Device device) {
+  if (t.device() == device) return;
+  Tensor moved = t.to(device);
+  TensorImpl* impl = t.impl();
+  impl->storage = moved.storage();
+  impl->strides = moved.strides();
+  impl->offset = 0;
+  impl->grad = Tensor();
+}
+}  // namespace
+
+void Module::to(Device device) {
+  for (auto& [name, p] : params_) move_in_place(p, device);
+  for (auto& [name, b] : buffers_) move_in_place(b, device);
+  for (auto& [name, child] : children_) child->to(device);
+}
+
 Tensor Module::register_buffer(const std::string& name, Tensor t) {
   check_name(name, "buffer");
   buffers_.emplace_back(name, t);

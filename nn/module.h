@@ -44,6 +44,10 @@ class Module {
   bool is_training() const { return training_; }
   // Drops every parameter's gradient (set to none, as PyTorch's default).
   void zero_grad();
+  // Moves every parameter and buffer (recursively) to `device`, in place: each tensor keeps its
+  // identity (layers and optimizers holding it see the move), its data is copied across and its
+  // gradient dropped. Make the optimizer after the move (its state lives where the parameters do).
+  void to(Device device);
 
   // Dropout randomness. Binds this module and every descendant to `ctx` (null: unbind). A bound
   // layer's dropout masks are counter-based, keyed by (ctx's seed, the layer's dotted path and site,

@@ -1,6 +1,7 @@
-// SGD and AdamW: each update is one fused loop over a parameter's elements (on raw pointers,
-// outside autograd), with the optimizer state kept per parameter. Large parameters split the loop
-// across the intra-op threads; elements are independent, so the bits are the same on any count.
+// SGD and AdamW: each update is one fused loop over a parameter's elements (outside autograd), with
+// the optimizer state kept per parameter. AdamW's loop is the raw op ops::adamw_step_ (a kernel per
+// device); SGD's is written here on the CPU and as raw ops elsewhere. Large parameters split the
+// loop across the intra-op threads; elements are independent, so the bits are the same on any count.
 #include "nn/optim.h"
 
 #include <cmath>
@@ -75,11 +76,30 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions opts)
            " dampening=", opts.dampening);
 }
 
+// The same update as SGD::step's loop, as raw ops (for devices other than the CPU):
+// d = g + wd p; buf = first ? d : mu buf + (1 - dampening) d; d = nesterov ? d + mu buf : buf; p -= lr d.
+void SGD::sgd_step_ops(const Tensor& p, const Tensor& g, const Tensor& buf, bool first, double lr, double wd) const {
+  Tensor d = ops::clone(g);
+  if (wd != 0) ops::add_(d, p, wd);
+  if (opts_.momentum != 0) {
+    if (first) {
+      ops::copy_(buf, d);
+    } else {
+      ops::mul_scalar_(buf, opts_.momentum);
+      ops::add_(buf, d, 1 - opts_.dampening);
+    }
+    if (opts_.nesterov) ops::add_(d, buf, opts_.momentum);
+    else d = buf;
+  }
+  ops::add_(p, d, -lr);
+}
+
 void SGD::step() {
   for_each_grad([&](const ParamGroup& group, size_t gi, size_t pi, const Tensor& p, const Tensor& g) {
     Tensor& buf = momentum_[gi][pi];
     const bool first = !buf.defined();
     if (opts_.momentum != 0 && first) buf = zeros(p.sizes(), p.options());
+    if (!p.device().is_cpu()) return sgd_step_ops(p, g, buf, first, group.lr, group.weight_decay);
     MP_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
       using T = scalar_t;
       T* pp = p.data_ptr<T>();
@@ -121,27 +141,9 @@ void AdamW::step() {
       m_[gi][pi] = zeros(p.sizes(), p.options());
       v_[gi][pi] = zeros(p.sizes(), p.options());
     }
-    const double t = static_cast<double>(++steps_[gi][pi]);
-    const double bc1 = 1 - std::pow(opts_.beta1, t), bc2 = 1 - std::pow(opts_.beta2, t);
-    MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
-      using T = scalar_t;
-      T* pp = p.data_ptr<T>();
-      const T* pg = g.data_ptr<T>();
-      T* pm = m_[gi][pi].data_ptr<T>();
-      T* pv = v_[gi][pi].data_ptr<T>();
-      const T b1 = static_cast<T>(opts_.beta1), b2 = static_cast<T>(opts_.beta2);
-      const T decay = static_cast<T>(1 - group.lr * group.weight_decay);
-      const T step = static_cast<T>(group.lr / bc1), inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
-      const T eps = static_cast<T>(opts_.eps);
-      parallel_for(p.numel(), kOptimizerGrain, [=](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          pp[i] *= decay;
-          pm[i] = b1 * pm[i] + (1 - b1) * pg[i];
-          pv[i] = b2 * pv[i] + (1 - b2) * pg[i] * pg[i];
-          pp[i] -= step * pm[i] / (std::sqrt(pv[i]) * inv_sqrt_bc2 + eps);
-        }
-      });
-    });
+    ops::adamw_step_(p, g, m_[gi][pi], v_[gi][pi],
+                     {.lr = group.lr, .beta1 = opts_.beta1, .beta2 = opts_.beta2, .eps = opts_.eps,
+                      .weight_decay = group.weight_decay, .step = ++steps_[gi][pi]});
   });
 }
 

@@ -183,18 +183,22 @@ std::vector<int64_t> gpt_generate(Module& model, const GPTConfig& cfg, std::vect
     ~RestoreMode() { m.train(was_training); }
   } restore{model, model.is_training()};
   model.eval();
+  // Tokens go to the model's device; the logits come back to the CPU to be sampled.
+  const auto params = model.parameters();
+  const Device device = params.empty() ? Device::cpu() : params[0].device();
   std::vector<double> p;
   for (int64_t step = 0; step < n; ++step) {
     // The last `context` tokens: [1, Tw] -> logits [1, Tw, V]; only the last row is used.
     const int64_t tw = std::min<int64_t>(static_cast<int64_t>(tokens.size()), cfg.context);
     std::vector<int64_t> window(tokens.end() - tw, tokens.end());
-    const Tensor out = model.forward(from_vector(window, {1, tw}));
+    const Tensor out = model.forward(from_vector(window, {1, tw}).to(device));
     MP_CHECK(out.dim() == 3 && out.size(0) == 1 && out.size(1) == tw, "gpt_generate: expected logits [1, ", tw,
              ", V] from the model, got ", shape_str(out.sizes()));
     // V from the logits themselves: the buffer below must match what is read.
     MP_CHECK(out.size(2) == cfg.vocab_size, "gpt_generate: the model returned ", out.size(2),
              " logits per position, but the config says vocab_size=", cfg.vocab_size);
-    Tensor logits = ops::contiguous(ops::to(ops::select(ops::select(out, 0, 0), 0, tw - 1), DType::Float64));
+    Tensor logits = ops::to(ops::to(ops::select(ops::select(out, 0, 0), 0, tw - 1), Device::cpu()), DType::Float64);
+    logits = ops::contiguous(logits);
     const double* l = logits.data_ptr<double>();
     const size_t V = static_cast<size_t>(logits.size(0));
     p.resize(V);

@@ -1,5 +1,7 @@
 // Factories. Random fills run on one thread, element by element, in row-major order, so the
-// numbers do not depend on the thread count.
+// numbers do not depend on the thread count. zeros / ones / full fill on the tensor's device; the
+// others are made on the CPU and copied to the device explicitly, so a seed gives the same numbers
+// on every device.
 #include "tensor/factory.h"
 
 #include <cmath>
@@ -28,6 +30,7 @@ Tensor arange(double start, double end, double step, TensorOptions opts) {
   MP_CHECK((end - start) / step >= 0, "arange: empty or infinite range start=", start,
            " end=", end, " step=", step);
   int64_t n = static_cast<int64_t>(std::ceil((end - start) / step));
+  if (!opts.device.is_cpu()) return arange(start, end, step, opts.dtype).to(opts.device);
   Tensor t = empty({n}, opts);
   MP_DISPATCH_ALL(opts.dtype, "arange", [&] {
     scalar_t* p = t.data_ptr<scalar_t>();
@@ -41,6 +44,7 @@ Tensor arange(int64_t end, TensorOptions opts) { return arange(0.0, static_cast<
 namespace {
 template <typename Fn>
 Tensor random_fill(const Shape& shape, TensorOptions opts, Generator* gen, const char* op, Fn draw) {
+  if (!opts.device.is_cpu()) return random_fill(shape, opts.dtype, gen, op, draw).to(opts.device);
   Generator& g = gen ? *gen : default_generator();
   Tensor t = empty(shape, opts);
   MP_DISPATCH_FLOAT(opts.dtype, op, [&] {

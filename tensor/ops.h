@@ -1,5 +1,7 @@
-// The raw tensor ops: no gradients, no graph — just kernels on storage, dispatched by device
-// (tensor/cpu/ is the reference for every one). autograd/ wraps the differentiable ones.
+// The raw tensor ops: no gradients, no graph — just kernels on storage. Each op that touches
+// memory has one dispatch point (tensor/dispatch.cpp): every tensor must be on one device, and the
+// op runs that device's kernel (tensor/backend.h; tensor/cpu/ is the reference for every one,
+// tensor/cuda/ the GPU one). autograd/ wraps the differentiable ones.
 // Binary elementwise ops broadcast like NumPy. Every op checks its inputs and names itself and
 // the shapes in the error.
 #pragma once
@@ -33,8 +35,12 @@ Tensor flatten(const Tensor& t, int64_t start_dim = 0, int64_t end_dim = -1);
 // ---- copies (tensor/cpu/copy.cpp) ----
 Tensor contiguous(const Tensor& t);  // returns t itself when already contiguous
 Tensor clone(const Tensor& t);
-void copy_(const Tensor& dst, const Tensor& src);  // src broadcasts to dst; dtypes may differ
+// src broadcasts to dst; dtypes may differ. dst and src may be on different devices (host <->
+// device, device <-> device): then shapes and dtypes must match, and the copy is complete when
+// copy_ returns.
+void copy_(const Tensor& dst, const Tensor& src);
 Tensor to(const Tensor& t, DType dtype);           // t itself when already that dtype
+Tensor to(const Tensor& t, Device device);         // t itself when already there; else a contiguous copy
 void fill_(const Tensor& t, double value);
 
 // ---- elementwise (tensor/cpu/elementwise.cpp) ----
@@ -149,5 +155,17 @@ std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, c
 // -> dqkv [B, T, 3C], from dout [B, T, C] and what the forward cached.
 Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head,
                           const Tensor& mask = {});
+
+// ---- optimizer (tensor/cpu/optim.cpp) ----
+// One AdamW step (decoupled weight decay, Loshchilov & Hutter) for a parameter p, in place, with
+// t = step (from 1), bc1 = 1 - beta1^t, bc2 = 1 - beta2^t:
+//   p *= 1 - lr * weight_decay;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
+//   p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps).
+// p, grad, m, v: one shape, one floating dtype, contiguous, one device.
+struct AdamWStep {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  int64_t step = 1;
+};
+void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWStep& s);
 
 }  // namespace minipipe::ops

@@ -8,6 +8,13 @@
 #include <array>
 #include <cstdint>
 
+// The generator also runs inside CUDA kernels (tensor/cuda/random.cu): the same bits on both devices.
+#ifdef __CUDACC__
+#define MP_HOST_DEVICE __host__ __device__
+#else
+#define MP_HOST_DEVICE
+#endif
+
 namespace minipipe {
 
 using PhiloxCounter = std::array<uint32_t, 4>;
@@ -15,7 +22,7 @@ using PhiloxKey = std::array<uint32_t, 2>;
 
 // Ten rounds of: two 32x32 -> 64-bit products, a Feistel-like swap with XORs, key bumped by the
 // Weyl constants (golden ratio, sqrt(3) - 1). Checked against Random123's known-answer vectors.
-inline PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) {
+MP_HOST_DEVICE inline PhiloxCounter philox4x32_10(PhiloxCounter c, PhiloxKey k) {
   constexpr uint32_t kM0 = 0xD2511F53u, kM1 = 0xCD9E8D57u, kW0 = 0x9E3779B9u, kW1 = 0xBB67AE85u;
   for (int round = 0; round < 10; ++round) {
     if (round > 0) {

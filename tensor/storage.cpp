@@ -1,9 +1,10 @@
-// CPU allocation for Storage (from tensor/allocator.h), and the memory accounts every allocation
-// is charged to. The CUDA allocator arrives with the CUDA backend; until then a CUDA tensor is a
-// clear error, not a crash.
+// Allocation for Storage — the caching host allocator (tensor/allocator.h) on the CPU, the device
+// backend's allocator otherwise (tensor/backend.h) — and the memory accounts every allocation is
+// charged to.
 #include "tensor/storage.h"
 
 #include "tensor/allocator.h"
+#include "tensor/backend.h"
 
 namespace minipipe {
 
@@ -36,15 +37,23 @@ MemoryAccountGuard::MemoryAccountGuard(std::shared_ptr<MemoryAccount> account)
 MemoryAccountGuard::~MemoryAccountGuard() { thread_account = std::move(previous_); }
 
 Storage::Storage(size_t nbytes, Device device) : nbytes_(nbytes), device_(device) {
-  MP_CHECK(device.is_cpu(), "cannot allocate ", nbytes, " bytes on ", device.str(),
-           ": this build of minipipe has no CUDA allocator yet");
-  data_ = host_alloc(nbytes, block_bytes_);  // 64-byte aligned, from the caching allocator
+  if (device.is_cpu()) [[likely]] {
+    data_ = host_alloc(nbytes, block_bytes_);  // 64-byte aligned, from the caching allocator
+  } else {
+    const Backend& be = backend_for(device);
+    MP_CHECK(be.allocate != nullptr, "cannot allocate ", nbytes, " bytes on ", device.str(), ": the ", be.name,
+             " backend has no allocator");
+    data_ = be.allocate(nbytes, device.index, block_bytes_);
+  }
   account_ = current_memory_account();
   account_->charge(static_cast<int64_t>(nbytes_));
 }
 
 Storage::~Storage() {
-  host_free(data_, block_bytes_);
+  if (device_.is_cpu()) [[likely]]
+    host_free(data_, block_bytes_);
+  else
+    backend_for(device_).deallocate(data_, block_bytes_, device_.index);
   account_->credit(static_cast<int64_t>(nbytes_));
 }
 

@@ -61,16 +61,16 @@ Tensor empty(const Shape& sizes, TensorOptions opts) {
 void Tensor::undefined_error(const char* what) {
   detail::throw_error(detail::str_cat(what, ": called on an undefined tensor"));
 }
+void Tensor::device_data_error() const {
+  detail::throw_error(detail::str_cat("data_ptr: the tensor ", shape_str(sizes()), " is on ", device().str(),
+                                      "; host code reads CPU tensors only (copy it with .to(Device::cpu()))"));
+}
 void Tensor::zero_dim_error(const char* what, int64_t d) {
   detail::throw_error(detail::str_cat(what, ": a 0-dim tensor has no dim ", d));
 }
 
 int64_t Tensor::numel() const { return shape_numel(sizes()); }
 int64_t Tensor::storage_offset() const { MP_REQUIRE_DEFINED("storage_offset"); return impl_->offset; }
-Device Tensor::device() const {
-  MP_REQUIRE_DEFINED("device");
-  return impl_->storage ? impl_->storage->device() : Device::cpu();
-}
 const std::shared_ptr<Storage>& Tensor::storage() const { MP_REQUIRE_DEFINED("storage"); return impl_->storage; }
 
 // As PyTorch: size-1 dims never move the pointer, and a tensor with no elements has no layout at
@@ -105,19 +105,21 @@ bool Tensor::is_sole_owner() const {
 
 double Tensor::item() const {
   MP_CHECK(numel() == 1, "item: expected a one-element tensor, got shape ", shape_str(sizes()));
-  MP_CHECK(device().is_cpu(), "item: tensor is on ", device().str());
+  if (!device().is_cpu()) return to(Device::cpu()).item();
   return MP_DISPATCH_ALL(dtype(), "item", [&] { return static_cast<double>(*data_ptr<scalar_t>()); });
 }
 
 template <typename T>
 std::vector<T> Tensor::to_vector() const {
-  Tensor c = ops::contiguous(ops::to(*this, dtype_of<T>()));
+  Tensor c = ops::contiguous(ops::to(ops::to(*this, Device::cpu()), dtype_of<T>()));
   const T* p = c.data_ptr<T>();
   return std::vector<T>(p, p + c.numel());
 }
 template std::vector<float> Tensor::to_vector<float>() const;
 template std::vector<double> Tensor::to_vector<double>() const;
 template std::vector<int64_t> Tensor::to_vector<int64_t>() const;
+
+Tensor Tensor::to(Device device) const { return ops::to(*this, device); }
 
 Tensor Tensor::detach() const {
   MP_REQUIRE_DEFINED("detach");
@@ -178,7 +180,6 @@ std::string Tensor::str() const {
   std::ostringstream os;
   std::string suffix = "shape=" + shape_str(sizes()) + ", dtype=" + dtype_name(dtype()) +
                        ", device=" + device().str() + (requires_grad() ? ", requires_grad=true" : "") + ")";
-  if (!device().is_cpu()) return "tensor(<on " + device().str() + ">, " + suffix;
   std::vector<double> v = to_vector<double>();
   bool integral = dtype() == DType::Int64;
   int width = 1;

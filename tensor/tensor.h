@@ -44,6 +44,7 @@ class Tensor {
   explicit Tensor(std::shared_ptr<TensorImpl> impl) : impl_(std::move(impl)) {}
   [[noreturn]] static void undefined_error(const char* what);
   [[noreturn]] static void zero_dim_error(const char* what, int64_t d);
+  [[noreturn]] void device_data_error() const;
 
   bool defined() const { return impl_ != nullptr; }
   const Shape& sizes() const;
@@ -55,11 +56,13 @@ class Tensor {
   int64_t storage_offset() const;
   DType dtype() const;
   Device device() const;
+  bool is_cuda() const { return device().is_cuda(); }
   TensorOptions options() const { return {dtype(), device()}; }
   bool is_contiguous() const;
   size_t nbytes() const { return static_cast<size_t>(numel()) * element_size(dtype()); }
 
-  // Pointer to element [0, 0, ...] (storage offset applied); checks the dtype.
+  // Pointer to element [0, 0, ...] (storage offset applied) for host code: checks the dtype, and
+  // that the tensor is on the CPU (kernels of other devices take raw_data()).
   template <typename T> T* data_ptr() const;
   void* raw_data() const;
   const std::shared_ptr<Storage>& storage() const;
@@ -71,9 +74,12 @@ class Tensor {
   bool is_same(const Tensor& other) const { return impl_ == other.impl_; }
   TensorImpl* impl() const { return impl_.get(); }
 
+  // These three copy from the device first when the tensor is not on the CPU.
   double item() const;  // the value of a one-element tensor, as double
   template <typename T> std::vector<T> to_vector() const;  // row-major copy of the values
   std::string str() const;  // PyTorch-like printing: values, shape, dtype, device
+  // This tensor on `device`: itself when already there, else a contiguous copy (ops::to).
+  Tensor to(Device device) const;
 
   // A new handle on the same storage and view, cut from the autograd graph.
   Tensor detach() const;
@@ -155,6 +161,12 @@ inline int64_t Tensor::stride(int64_t d) const {
     zero_dim_error("stride", d);
   return impl_->strides[static_cast<size_t>(wrap_dim(d, n, "stride"))];
 }
+// Every op's dispatch asks each operand's device: inline.
+inline Device Tensor::device() const {
+  if (!impl_) [[unlikely]]
+    undefined_error("device");
+  return impl_->storage ? impl_->storage->device() : Device::cpu();
+}
 inline bool Tensor::requires_grad() const { return impl_ && impl_->requires_grad; }
 inline DType Tensor::dtype() const {
   if (!impl_) [[unlikely]]
@@ -165,6 +177,8 @@ inline DType Tensor::dtype() const {
 template <typename T>
 T* Tensor::data_ptr() const {
   MP_CHECK(defined(), "data_ptr: undefined tensor");
+  if (!device().is_cpu()) [[unlikely]]
+    device_data_error();
   MP_CHECK(dtype() == dtype_of<T>(), "data_ptr: tensor has dtype ", dtype_name(dtype()),
            ", asked for ", dtype_name(dtype_of<T>()));
   return static_cast<T*>(raw_data());

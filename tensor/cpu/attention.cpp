@@ -16,9 +16,10 @@
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/softmax_row.h"
 #include "tensor/factory.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -70,7 +71,6 @@ void causal_softmax_backward_kernel(const T* pg, const T* py, T* pd, int64_t row
 // row r of att: [..., Tq, Tk] is query i = r % Tq; it sees n = i + 1 + Tk - Tq keys:
 //   y[j] = exp(s x[j] - max_k s x[k]) / sum_k exp(s x[k] - max)  for j < n,  y[j] = 0 otherwise
 Tensor causal_softmax(const Tensor& att, double scale) {
-  cpu::check_cpu("causal_softmax", {&att});
   const auto [tq, tk] = check_scores("causal_softmax", att, scale);
   Tensor x = contiguous(att);
   Tensor y = empty(att.sizes(), att.options());
@@ -84,7 +84,6 @@ Tensor causal_softmax(const Tensor& att, double scale) {
 
 // g, y: [..., Tq, Tk];  dx[j] = s y[j] (g[j] - sum_k g[k] y[k]) for j < n, 0 for the masked j
 Tensor causal_softmax_backward(const Tensor& grad, const Tensor& y, double scale) {
-  cpu::check_cpu("causal_softmax_backward", {&grad, &y});
   const auto [tq, tk] = check_scores("causal_softmax_backward", y, scale);
   MP_CHECK(grad.sizes() == y.sizes() && grad.dtype() == y.dtype(), "causal_softmax_backward: grad ",
            shape_str(grad.sizes()), " does not match output ", shape_str(y.sizes()));
@@ -218,7 +217,6 @@ void attention_backward_kernel(const T* dout, const T* qkv, const T* att, const 
 }  // namespace
 
 std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, const Tensor& mask) {
-  cpu::check_cpu("attention_forward", {&qkv});
   const Heads h = check_qkv("attention_forward", qkv, n_head);
   check_mask("attention_forward", mask, h, qkv);
   Tensor x = contiguous(qkv), mk = mask.defined() ? contiguous(mask) : Tensor();
@@ -233,7 +231,6 @@ std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, c
 }
 
 Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head, const Tensor& mask) {
-  cpu::check_cpu("attention_backward", {&dout, &qkv, &att});
   const Heads h = check_qkv("attention_backward", qkv, n_head);
   MP_CHECK(dout.sizes() == Shape({h.B, h.T, h.C}) && dout.dtype() == qkv.dtype(), "attention_backward: grad ",
            shape_str(dout.sizes()), " does not match qkv ", shape_str(qkv.sizes()));
@@ -251,4 +248,4 @@ Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& a
   return dqkv;
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

@@ -4,9 +4,10 @@
 #include <type_traits>
 
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -56,7 +57,6 @@ void copy_typed(const Tensor& dst, const Tensor& src) {
 }  // namespace
 
 void copy_(const Tensor& dst, const Tensor& src) {
-  cpu::check_cpu("copy_", {&dst, &src});
   cpu::check_writable("copy_", dst);
   MP_CHECK(broadcast_shapes(dst.sizes(), src.sizes(), "copy_") == dst.sizes(), "copy_: cannot copy shape ",
            shape_str(src.sizes()), " into ", shape_str(dst.sizes()));
@@ -68,28 +68,7 @@ void copy_(const Tensor& dst, const Tensor& src) {
   });
 }
 
-Tensor contiguous(const Tensor& t) {
-  if (t.is_contiguous()) return t;
-  Tensor out = empty(t.sizes(), t.options());
-  copy_(out, t);
-  return out;
-}
-
-Tensor clone(const Tensor& t) {
-  Tensor out = empty(t.sizes(), t.options());
-  copy_(out, t);
-  return out;
-}
-
-Tensor to(const Tensor& t, DType dtype) {
-  if (t.dtype() == dtype) return t;
-  Tensor out = empty(t.sizes(), {dtype, t.device()});
-  copy_(out, t);
-  return out;
-}
-
 void fill_(const Tensor& t, double value) {
-  cpu::check_cpu("fill_", {&t});
   cpu::check_writable("fill_", t);
   MP_CHECK(t.dtype() != DType::Int64 || fits_int64(value), "fill_: cannot convert value ", value,
            " to int64 (NaN, infinite, or outside [-2^63, 2^63))");
@@ -103,4 +82,4 @@ void fill_(const Tensor& t, double value) {
   });
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

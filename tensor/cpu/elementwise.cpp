@@ -6,22 +6,10 @@
 #include "tensor/cpu/fast_math.h"
 #include "tensor/cpu/loops.h"
 #include "tensor/factory.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
 namespace minipipe::cpu {
-
-void check_cpu(const char* op, std::initializer_list<const Tensor*> ts) {
-  const Tensor* first = nullptr;
-  for (const Tensor* t : ts) {
-    MP_CHECK(t->defined(), op, ": got an undefined tensor");
-    MP_CHECK(t->device().is_cpu(), op, ": no kernel for ", t->device().str(),
-             " yet (only the CPU backend is built)");
-    if (first)
-      MP_CHECK(t->device() == first->device(), op, ": tensors on different devices: ",
-               first->device().str(), " and ", t->device().str());
-    first = t;
-  }
-}
 
 Shape broadcast_strides(const Tensor& t, const Shape& shape) {
   Shape st(shape.size(), 0);
@@ -29,26 +17,6 @@ Shape broadcast_strides(const Tensor& t, const Shape& shape) {
   for (int64_t i = 0; i < t.dim(); ++i)
     st[lead + i] = t.size(i) == 1 ? 0 : t.stride(i);
   return st;
-}
-
-}  // namespace minipipe::cpu
-
-namespace minipipe::ops {
-
-using cpu::broadcast_strides;
-using cpu::strided_loop;
-
-Shape broadcast_shapes(const Shape& a, const Shape& b, const char* op) {
-  const size_t n = std::max(a.size(), b.size());
-  Shape out(n);
-  for (size_t i = 0; i < n; ++i) {
-    int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
-    int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
-    MP_CHECK(da == db || da == 1 || db == 1, op, ": shapes ", shape_str(a), " and ",
-             shape_str(b), " cannot be broadcast (dim ", i, ": ", da, " vs ", db, ")");
-    out[i] = da == 1 ? db : da;
-  }
-  return out;
 }
 
 namespace {
@@ -98,7 +66,6 @@ void binary_into(const Tensor& out, const Tensor& a, const Tensor& b, F f) {
 
 template <bool kFloatOnly, typename F>
 Tensor unary(const char* op, const Tensor& a, F f) {
-  cpu::check_cpu(op, {&a});
   Tensor out = empty(a.sizes(), a.options());
   if constexpr (kFloatOnly) {
     MP_DISPATCH_FLOAT(a.dtype(), op, [&] { unary_into<scalar_t>(out, a, f); });
@@ -110,7 +77,6 @@ Tensor unary(const char* op, const Tensor& a, F f) {
 
 template <bool kFloatOnly, typename F>
 Tensor binary(const char* op, const Tensor& a, const Tensor& b, F f) {
-  cpu::check_cpu(op, {&a, &b});
   MP_CHECK(a.dtype() == b.dtype(), op, ": dtype mismatch: ", dtype_name(a.dtype()), " ",
            shape_str(a.sizes()), " and ", dtype_name(b.dtype()), " ", shape_str(b.sizes()));
   Tensor out = empty(broadcast_shapes(a.sizes(), b.sizes(), op), a.options());
@@ -191,7 +157,6 @@ MP_COMPARE(ge, x >= y)
 #undef MP_COMPARE
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
-  cpu::check_cpu("where", {&cond, &a, &b});
   MP_CHECK(a.dtype() == b.dtype(), "where: dtype mismatch: ", dtype_name(a.dtype()), " and ",
            dtype_name(b.dtype()));
   Shape shape = broadcast_shapes(broadcast_shapes(cond.sizes(), a.sizes(), "where"), b.sizes(), "where");
@@ -217,12 +182,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor masked_fill(const Tensor& t, const Tensor& mask, double value) {
-  return where(mask, full({}, value, t.options()), t);
-}
-
 void add_(const Tensor& a, const Tensor& b, double alpha) {
-  cpu::check_cpu("add_", {&a, &b});
   cpu::check_writable("add_", a);
   MP_CHECK(a.dtype() == b.dtype(), "add_: dtype mismatch: ", dtype_name(a.dtype()), " and ", dtype_name(b.dtype()));
   MP_CHECK(broadcast_shapes(a.sizes(), b.sizes(), "add_") == a.sizes(), "add_: cannot add shape ",
@@ -234,7 +194,6 @@ void add_(const Tensor& a, const Tensor& b, double alpha) {
 }
 
 void mul_scalar_(const Tensor& a, double s) {
-  cpu::check_cpu("mul_scalar_", {&a});
   cpu::check_writable("mul_scalar_", a);
   MP_DISPATCH_FLOAT(a.dtype(), "mul_scalar_", [&] {
     const auto sv = static_cast<scalar_t>(s);
@@ -242,4 +201,4 @@ void mul_scalar_(const Tensor& a, double s) {
   });
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

@@ -6,9 +6,10 @@
 
 #include "tensor/cpu/loops.h"
 #include "tensor/factory.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -44,7 +45,6 @@ void embedding_backward_kernel(const T* pg, const int64_t* pi, T* pd, int64_t n,
 
 // weight: [V, C], index: [...] -> out [..., C];  out[n, :] = weight[index[n], :]
 Tensor embedding(const Tensor& weight, const Tensor& index) {
-  cpu::check_cpu("embedding", {&weight, &index});
   MP_CHECK(weight.dim() == 2, "embedding: weight must be [V, C], got ", shape_str(weight.sizes()));
   const int64_t V = weight.size(0), C = weight.size(1);
   Tensor idx = checked_index(index, V, "embedding");
@@ -64,7 +64,6 @@ Tensor embedding(const Tensor& weight, const Tensor& index) {
 
 // grad: [..., C], index: [...] -> dweight [V, C];  dweight[index[n], :] += grad[n, :], n in order
 Tensor embedding_backward(const Tensor& grad, const Tensor& index, int64_t num_embeddings) {
-  cpu::check_cpu("embedding_backward", {&grad, &index});
   MP_CHECK(num_embeddings > 0, "embedding_backward: num_embeddings must be positive, got ", num_embeddings);
   Tensor idx = checked_index(index, num_embeddings, "embedding_backward");
   MP_CHECK(grad.dim() == index.dim() + 1 && Shape(grad.sizes().begin(), grad.sizes().end() - 1) == index.sizes(),
@@ -79,4 +78,4 @@ Tensor embedding_backward(const Tensor& grad, const Tensor& index, int64_t num_e
   return dw;
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

@@ -3,9 +3,10 @@
 
 #include "tensor/cpu/loops.h"
 #include "tensor/factory.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   MP_CHECK(!ts.empty(), "cat: expected a non-empty list of tensors");
@@ -16,7 +17,6 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   shape[dim] = 0;
   for (size_t i = 0; i < ts.size(); ++i) {
     const Tensor& t = ts[i];
-    cpu::check_cpu("cat", {&first, &t});
     MP_CHECK(t.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(t.dtype()),
              ", tensor 0 has ", dtype_name(first.dtype()));
     MP_CHECK(t.dim() == first.dim(), "cat: tensor ", i, " has shape ", shape_str(t.sizes()),
@@ -35,18 +35,6 @@ Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   return out;
 }
 
-Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {
-  MP_CHECK(!ts.empty(), "stack: expected a non-empty list of tensors");
-  dim = wrap_dim(dim, ts[0].dim() + 1, "stack");
-  std::vector<Tensor> us;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    MP_CHECK(ts[i].sizes() == ts[0].sizes(), "stack: tensor ", i, " has shape ", shape_str(ts[i].sizes()),
-             ", tensor 0 has ", shape_str(ts[0].sizes()));
-    us.push_back(unsqueeze(ts[i], dim));
-  }
-  return cat(us, dim);
-}
-
 namespace {
 void check_index(const Tensor& t_shape_src, const Shape& shape, int64_t dim, const Tensor& index, const char* op) {
   MP_CHECK(index.dtype() == DType::Int64, op, ": index must be int64, got ", dtype_name(index.dtype()));
@@ -60,7 +48,6 @@ void check_index(const Tensor& t_shape_src, const Shape& shape, int64_t dim, con
 }  // namespace
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
-  cpu::check_cpu("index_select", {&t, &index});
   MP_CHECK(t.dim() > 0, "index_select: expected at least a 1-D tensor");
   dim = wrap_dim(dim, t.dim(), "index_select");
   check_index(t, t.sizes(), dim, index, "index_select");
@@ -87,7 +74,6 @@ Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
 }
 
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) {
-  cpu::check_cpu("index_add", {&index, &src});
   dim = wrap_dim(dim, static_cast<int64_t>(shape.size()), "index_add");
   check_index(src, shape, dim, index, "index_add");
   Shape expect = shape;
@@ -103,7 +89,6 @@ Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Ten
 }
 
 Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype) {
-  cpu::check_cpu("one_hot", {&index});
   MP_CHECK(index.dtype() == DType::Int64, "one_hot: index must be int64, got ", dtype_name(index.dtype()));
   MP_CHECK(num_classes > 0, "one_hot: num_classes must be positive, got ", num_classes);
   Tensor idx = contiguous(index);
@@ -122,4 +107,4 @@ Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype) {
   return out;
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

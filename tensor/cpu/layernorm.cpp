@@ -6,9 +6,10 @@
 
 #include "tensor/cpu/loops.h"
 #include "tensor/factory.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -95,7 +96,6 @@ void layernorm_backward_kernel(const T* pg, const T* px, const T* pw, const T* p
 //   out = (x - mean) * rstd * w + b
 std::tuple<Tensor, Tensor, Tensor> layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                              double eps) {
-  cpu::check_cpu("layernorm", {&x, &weight, &bias});
   const int64_t C = check_layernorm("layernorm", x, weight);
   MP_CHECK(bias.sizes() == Shape{C} && bias.dtype() == x.dtype(), "layernorm: bias ", shape_str(bias.sizes()), " ",
            dtype_name(bias.dtype()), " must be [", C, "] ", dtype_name(x.dtype()));
@@ -117,7 +117,6 @@ std::tuple<Tensor, Tensor, Tensor> layernorm(const Tensor& x, const Tensor& weig
 //   dx = rstd * (dn - mean_c(dn) - xhat * mean_c(dn * xhat))
 std::tuple<Tensor, Tensor, Tensor> layernorm_backward(const Tensor& dout, const Tensor& x, const Tensor& weight,
                                                       const Tensor& mean, const Tensor& rstd) {
-  cpu::check_cpu("layernorm_backward", {&dout, &x, &weight, &mean, &rstd});
   const int64_t C = check_layernorm("layernorm_backward", x, weight);
   MP_CHECK(dout.sizes() == x.sizes() && dout.dtype() == x.dtype(), "layernorm_backward: grad ",
            shape_str(dout.sizes()), " does not match input ", shape_str(x.sizes()));
@@ -136,4 +135,4 @@ std::tuple<Tensor, Tensor, Tensor> layernorm_backward(const Tensor& dout, const 
   return {dx, dw, db};
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

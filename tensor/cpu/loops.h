@@ -14,9 +14,6 @@
 
 namespace minipipe::cpu {
 
-// Operands of an elementwise op must all live on the CPU (CUDA kernels come with that backend).
-void check_cpu(const char* op, std::initializer_list<const Tensor*> ts);
-
 // An op writing into `t` must not meet the same element twice (an expanded dim: stride 0).
 inline void check_writable(const char* op, const Tensor& t) {
   for (int64_t d = 0; d < t.dim(); ++d)

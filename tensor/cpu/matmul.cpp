@@ -8,9 +8,10 @@
 #endif
 
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -107,7 +108,6 @@ void gemm_batched(const T* pa, Layout la, const std::vector<int64_t>& off_a, con
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  cpu::check_cpu("matmul", {&a_in, &b_in});
   MP_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
            shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
   MP_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch: ", dtype_name(a_in.dtype()), " ",
@@ -163,7 +163,6 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
 }
 
 void addmm_(const Tensor& c, const Tensor& a_in, const Tensor& b_in) {
-  cpu::check_cpu("addmm_", {&c, &a_in, &b_in});
   MP_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && c.dim() == 2 && a_in.size(1) == b_in.size(0) &&
                c.size(0) == a_in.size(0) && c.size(1) == b_in.size(1),
            "addmm_: needs c [n, m] += a [n, k] @ b [k, m], got ", shape_str(c.sizes()), " += ",
@@ -184,4 +183,4 @@ void addmm_(const Tensor& c, const Tensor& a_in, const Tensor& b_in) {
   });
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

@@ -4,10 +4,11 @@
 #include <omp.h>
 
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 #include "tensor/philox.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -55,4 +56,4 @@ Tensor dropout_mask(const Shape& shape, TensorOptions opts, double p, const Rand
   return mask;
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

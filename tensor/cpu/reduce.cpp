@@ -7,9 +7,10 @@
 #include <algorithm>
 
 #include "tensor/cpu/loops.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -93,7 +94,6 @@ void sum_into_bands(Acc* acc, const T* x, const Shape& sizes, const Shape& acc_s
 }  // namespace
 
 Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
-  cpu::check_cpu("sum", {&t});
   auto mask = reduced_mask(t, std::move(dims), "sum");
   Shape kept = reduced_shape(t, mask, true);
   // Accumulator strides: 0 along reduced dims, so every input element adds into its output.
@@ -131,20 +131,6 @@ Tensor sum(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
   return keepdim ? out : reshape(out, reduced_shape(t, mask, false));
 }
 
-Tensor sum(const Tensor& t) { return sum(t, {}, false); }
-
-Tensor mean(const Tensor& t, std::vector<int64_t> dims, bool keepdim) {
-  MP_CHECK(is_floating(t.dtype()), "mean: expected a floating-point tensor, got ", dtype_name(t.dtype()));
-  auto mask = reduced_mask(t, dims, "mean");
-  int64_t count = 1;
-  for (int64_t i = 0; i < t.dim(); ++i)
-    if (mask[i]) count *= t.size(i);
-  MP_CHECK(count > 0, "mean: reducing over an empty dimension of shape ", shape_str(t.sizes()));
-  return mul_scalar(sum(t, std::move(dims), keepdim), 1.0 / static_cast<double>(count));
-}
-
-Tensor mean(const Tensor& t) { return mean(t, {}, false); }
-
 namespace {
 
 // Walks every output position of a single-dim reduction and hands the reduced row to `row`.
@@ -164,7 +150,6 @@ void for_each_row(const Tensor& t, int64_t dim, const Tensor& out, Row row) {
 }  // namespace
 
 std::pair<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim) {
-  cpu::check_cpu("max", {&t});
   MP_CHECK(t.dim() > 0, "max: expected at least a 1-D tensor for a dim reduction");
   dim = wrap_dim(dim, t.dim(), "max");
   MP_CHECK(t.size(dim) > 0, "max: dim ", dim, " of shape ", shape_str(t.sizes()), " is empty");
@@ -188,23 +173,4 @@ std::pair<Tensor, Tensor> max(const Tensor& t, int64_t dim, bool keepdim) {
   return {values, indices};
 }
 
-Tensor max(const Tensor& t) {
-  MP_CHECK(t.numel() > 0, "max: empty tensor of shape ", shape_str(t.sizes()));
-  return max(reshape(t, {-1}), 0, false).first;
-}
-
-Tensor argmax(const Tensor& t, int64_t dim, bool keepdim) { return max(t, dim, keepdim).second; }
-
-Tensor sum_to(const Tensor& t, const Shape& shape) {
-  if (t.sizes() == shape) return t;
-  MP_CHECK(broadcast_shapes(shape, t.sizes(), "sum_to") == t.sizes(), "sum_to: shape ",
-           shape_str(t.sizes()), " is not a broadcast of ", shape_str(shape));
-  std::vector<int64_t> dims;
-  const int64_t lead = t.dim() - static_cast<int64_t>(shape.size());
-  for (int64_t i = 0; i < t.dim(); ++i)
-    if (i < lead || (shape[i - lead] == 1 && t.size(i) != 1)) dims.push_back(i);
-  if (dims.empty()) return reshape(t, shape);
-  return reshape(sum(t, dims, true), shape);
-}
-
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

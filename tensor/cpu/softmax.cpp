@@ -6,9 +6,10 @@
 
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/softmax_row.h"
+#include "tensor/cpu/kernels.h"
 #include "tensor/ops.h"
 
-namespace minipipe::ops {
+namespace minipipe::cpu {
 
 namespace {
 
@@ -31,7 +32,6 @@ void parallel_rows(int64_t rows, int64_t n, Fn fn) {
 
 template <bool kLog>
 Tensor softmax_impl(const Tensor& t, int64_t dim, const char* op) {
-  cpu::check_cpu(op, {&t});
   MP_CHECK(t.dim() > 0, op, ": expected at least a 1-D tensor");
   dim = wrap_dim(dim, t.dim(), op);
   Tensor x = rows_last(t, dim);
@@ -51,7 +51,6 @@ Tensor softmax_impl(const Tensor& t, int64_t dim, const char* op) {
 
 template <bool kLog>
 Tensor softmax_backward_impl(const Tensor& g, const Tensor& y, int64_t dim, const char* op) {
-  cpu::check_cpu(op, {&g, &y});
   MP_CHECK(g.sizes() == y.sizes(), op, ": grad shape ", shape_str(g.sizes()),
            " differs from output shape ", shape_str(y.sizes()));
   dim = wrap_dim(dim, y.dim(), op);
@@ -83,7 +82,6 @@ Tensor softmax_backward_impl(const Tensor& g, const Tensor& y, int64_t dim, cons
 }
 
 void check_targets(const Tensor& logits, const Tensor& targets, const char* op) {
-  cpu::check_cpu(op, {&logits, &targets});
   MP_CHECK(logits.dim() == 2, op, ": expected logits [N, C], got ", shape_str(logits.sizes()));
   MP_CHECK(targets.dtype() == DType::Int64, op, ": targets must be int64, got ", dtype_name(targets.dtype()));
   MP_CHECK(targets.dim() == 1 && targets.size(0) == logits.size(0), op, ": targets ",
@@ -136,4 +134,4 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Ten
   return dx;
 }
 
-}  // namespace minipipe::ops
+}  // namespace minipipe::cpu

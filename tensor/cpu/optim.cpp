@@ -1,0 +1,48 @@
+// CPU optimizer kernels: the fused AdamW step (ops::adamw_step_ gives the arithmetic). One loop
+// over the elements, split across the intra-op threads; elements are independent, so the bits are
+// the same on any thread count.
+#include <cmath>
+
+#include "tensor/cpu/kernels.h"
+#include "tensor/threads.h"
+
+namespace minipipe::cpu {
+
+namespace {
+constexpr int64_t kOptimizerGrain = 16384;  // elements below which one thread is faster
+}  // namespace
+
+void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWStep& s) {
+  MP_CHECK(grad.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes(),
+           "adamw_step_: parameter ", shape_str(p.sizes()), ", gradient ", shape_str(grad.sizes()), ", m ",
+           shape_str(m.sizes()), " and v ", shape_str(v.sizes()), " must have one shape");
+  MP_CHECK(grad.dtype() == p.dtype() && m.dtype() == p.dtype() && v.dtype() == p.dtype(),
+           "adamw_step_: parameter, gradient and state must have one dtype, got ", dtype_name(p.dtype()), ", ",
+           dtype_name(grad.dtype()), ", ", dtype_name(m.dtype()), ", ", dtype_name(v.dtype()));
+  MP_CHECK(p.is_contiguous() && grad.is_contiguous() && m.is_contiguous() && v.is_contiguous(),
+           "adamw_step_: parameter, gradient and state must be contiguous");
+  MP_CHECK(s.step >= 1, "adamw_step_: step counts from 1, got ", s.step);
+  const double t = static_cast<double>(s.step);
+  const double bc1 = 1 - std::pow(s.beta1, t), bc2 = 1 - std::pow(s.beta2, t);
+  MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {
+    using T = scalar_t;
+    T* pp = p.data_ptr<T>();
+    const T* pg = grad.data_ptr<T>();
+    T* pm = m.data_ptr<T>();
+    T* pv = v.data_ptr<T>();
+    const T b1 = static_cast<T>(s.beta1), b2 = static_cast<T>(s.beta2);
+    const T decay = static_cast<T>(1 - s.lr * s.weight_decay);
+    const T step = static_cast<T>(s.lr / bc1), inv_sqrt_bc2 = static_cast<T>(1 / std::sqrt(bc2));
+    const T eps = static_cast<T>(s.eps);
+    parallel_for(p.numel(), kOptimizerGrain, [=](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) {
+        pp[i] *= decay;
+        pm[i] = b1 * pm[i] + (1 - b1) * pg[i];
+        pv[i] = b2 * pv[i] + (1 - b2) * pg[i] * pg[i];
+        pp[i] -= step * pm[i] / (std::sqrt(pv[i]) * inv_sqrt_bc2 + eps);
+      }
+    });
+  });
+}
+
+}  // namespace minipipe::cpu

@@ -1,0 +1,107 @@
+// CUDA LayerNorm over the last dim, forward and backward (llm.c's layernorm kernels, kept simple).
+// CPU reference: tensor/cpu/layernorm.cpp (same formulas: biased variance, two passes).
+//   forward:  one warp per row (8 rows per 256-thread block); lanes stride the row for the mean,
+//             then the squared deviations, warp_sum each; lane 0 caches mean and rstd for the
+//             backward. Traffic: x read three times (from L1/L2 after the first), out written once.
+//   backward: dx — one warp per row, two warp sums (mean of dn = g w and of dn xhat), then
+//             dx = rstd (dn - mean(dn) - xhat mean(dn xhat)). dweight / dbias — one thread per
+//             column walking the rows in order (deterministic, no atomics; coalesced across the
+//             warp). Traffic: dout and x read twice, dx written once.
+#include <cstdint>
+
+#include "tensor/cuda/kernels.h"
+#include "tensor/cuda/launch.cuh"
+
+namespace minipipe::cuda {
+
+namespace {
+
+constexpr int kRowsPerBlock = 8;  // warps per block, one row each
+
+__global__ void layernorm_kernel(const float* __restrict__ x, const float* __restrict__ w, const float* __restrict__ b,
+                                 float* __restrict__ out, float* __restrict__ mean, float* __restrict__ rstd,
+                                 int64_t rows, int64_t C, float eps) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t{gridDim.x} * kRowsPerBlock;
+  for (int64_t r = blockIdx.x * int64_t{kRowsPerBlock} + (threadIdx.x >> 5); r < rows; r += warps) {
+    const float* xr = x + r * C;
+    float s = 0.f;
+    for (int64_t c = lane; c < C; c += 32) s += xr[c];
+    const float m = warp_sum(s) / static_cast<float>(C);
+    float v = 0.f;
+    for (int64_t c = lane; c < C; c += 32) v += (xr[c] - m) * (xr[c] - m);
+    const float rs = rsqrtf(warp_sum(v) / static_cast<float>(C) + eps);
+    float* o = out + r * C;
+    for (int64_t c = lane; c < C; c += 32) o[c] = (xr[c] - m) * rs * w[c] + b[c];
+    if (lane == 0) {
+      mean[r] = m;  // cache the mean and rstd for the backward pass
+      rstd[r] = rs;
+    }
+  }
+}
+
+__global__ void layernorm_backward_dx_kernel(const float* __restrict__ dout, const float* __restrict__ x,
+                                             const float* __restrict__ w, const float* __restrict__ mean,
+                                             const float* __restrict__ rstd, float* __restrict__ dx, int64_t rows,
+                                             int64_t C) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warps = int64_t{gridDim.x} * kRowsPerBlock;
+  for (int64_t r = blockIdx.x * int64_t{kRowsPerBlock} + (threadIdx.x >> 5); r < rows; r += warps) {
+    const float *g = dout + r * C, *xr = x + r * C;
+    const float m = mean[r], s = rstd[r];
+    float dn_mean = 0.f, dn_xhat_mean = 0.f;
+    for (int64_t c = lane; c < C; c += 32) {
+      const float dn = g[c] * w[c];
+      dn_mean += dn;
+      dn_xhat_mean += dn * (xr[c] - m) * s;
+    }
+    dn_mean = warp_sum(dn_mean) / static_cast<float>(C);
+    dn_xhat_mean = warp_sum(dn_xhat_mean) / static_cast<float>(C);
+    float* d = dx + r * C;
+    for (int64_t c = lane; c < C; c += 32) d[c] = s * (g[c] * w[c] - dn_mean - (xr[c] - m) * s * dn_xhat_mean);
+  }
+}
+
+__global__ void layernorm_backward_dwdb_kernel(const float* __restrict__ dout, const float* __restrict__ x,
+                                               const float* __restrict__ mean, const float* __restrict__ rstd,
+                                               float* __restrict__ dw, float* __restrict__ db, int64_t rows, int64_t C) {
+  MP_GRID_STRIDE(c, C) {
+    float sw = 0.f, sb = 0.f;
+    for (int64_t r = 0; r < rows; ++r) {
+      const float g = dout[r * C + c];
+      sb += g;
+      sw += g * (x[r * C + c] - mean[r]) * rstd[r];
+    }
+    dw[c] = sw;
+    db[c] = sb;
+  }
+}
+
+unsigned blocks_for_rows(int64_t rows) {
+  return static_cast<unsigned>(std::min<int64_t>((rows + kRowsPerBlock - 1) / kRowsPerBlock, 65535));
+}
+
+}  // namespace
+
+void launch_layernorm(const float* x, const float* w, const float* b, float* out, float* mean, float* rstd,
+                      int64_t rows, int64_t C, float eps, cudaStream_t stream) {
+  if (rows == 0) return;
+  layernorm_kernel<<<blocks_for_rows(rows), 32 * kRowsPerBlock, 0, stream>>>(x, w, b, out, mean, rstd, rows, C, eps);
+  CUDA_LAUNCH_CHECK();
+}
+
+void launch_layernorm_backward(const float* dout, const float* x, const float* w, const float* mean,
+                               const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t C,
+                               cudaStream_t stream) {
+  if (rows > 0) {
+    layernorm_backward_dx_kernel<<<blocks_for_rows(rows), 32 * kRowsPerBlock, 0, stream>>>(dout, x, w, mean, rstd, dx,
+                                                                                          rows, C);
+    CUDA_LAUNCH_CHECK();
+  }
+  if (C > 0) {
+    layernorm_backward_dwdb_kernel<<<grid_for(C), kThreads, 0, stream>>>(dout, x, mean, rstd, dw, db, rows, C);
+    CUDA_LAUNCH_CHECK();
+  }
+}
+
+}  // namespace minipipe::cuda

@@ -1,0 +1,138 @@
+// The CUDA backend's matrix products through cuBLAS: one cublasGemmStridedBatchedEx per matmul
+// when the batch offsets are evenly spaced (the common case: contiguous batches, or a weight
+// broadcast with stride 0), one GEMM per batch otherwise. Operands are used in place when each
+// matrix is row- or column-major (a transposed view costs nothing), copied contiguous otherwise —
+// the same rule as the CPU (tensor/cpu/matmul.cpp). Float32 with float32 accumulation; TF32 tensor
+// cores when cuda::set_allow_tf32(true). The handle is the device's, bound to its compute stream.
+#include <algorithm>
+#include <climits>
+
+#include "tensor/cuda/ops_common.h"
+#include "tensor/cuda/runtime.h"
+
+namespace minipipe::cuda {
+
+namespace {
+
+// How a [rows, cols] matrix with strides (rs, cs) is used: row-major with leading dim ld
+// (trans = false), or stored transposed, i.e. column-major (trans = true); ok = false: copy it.
+struct Layout {
+  bool ok = false;
+  bool trans = false;
+  int64_t ld = 1;
+};
+
+Layout layout_of(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+  if ((cs == 1 || cols == 1) && (rows == 1 || rs >= cols)) return {true, false, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
+  if ((rs == 1 || rows == 1) && (cols == 1 || cs >= rows)) return {true, true, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
+  return {};
+}
+
+// The last two dims of t as a GEMM operand; t becomes contiguous when they fit no BLAS layout.
+Layout operand(Tensor& t, int64_t rows, int64_t cols) {
+  Layout l = layout_of(rows, cols, t.stride(-2), t.stride(-1));
+  if (l.ok) return l;
+  t = ops::contiguous(t);
+  return layout_of(rows, cols, t.stride(-2), t.stride(-1));
+}
+
+void check_int32(const char* op, const Tensor& a, const Tensor& b, std::initializer_list<int64_t> dims) {
+  for (int64_t d : dims)
+    MP_CHECK(d <= INT_MAX, op, ": dimensions of ", shape_str(a.sizes()), " x ", shape_str(b.sizes()),
+             " exceed the 32-bit indices of cuBLAS");
+}
+
+}  // namespace
+
+void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const float* A, int64_t lda, int64_t sa,
+          const float* B, int64_t ldb, int64_t sb, float* C, int64_t ldc, int64_t sc, int64_t batch, float alpha,
+          float beta) {
+  if (n == 0 || m == 0 || batch == 0) return;
+  DeviceContext& ctx = context(device);
+  set_device(device);
+  // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
+  const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
+      ctx.cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
+      static_cast<int>(n), static_cast<int>(k), &alpha, B, CUDA_R_32F, static_cast<int>(ldb), sb, A, CUDA_R_32F,
+      static_cast<int>(lda), sa, &beta, C, CUDA_R_32F, static_cast<int>(ldc), sc, static_cast<int>(batch), compute,
+      CUBLAS_GEMM_DEFAULT));
+}
+
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  MP_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
+           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
+  MP_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch: ", dtype_name(a_in.dtype()), " ",
+           shape_str(a_in.sizes()), " x ", dtype_name(b_in.dtype()), " ", shape_str(b_in.sizes()));
+  check_f32("matmul", a_in);
+  MP_CHECK(a_in.size(-1) == b_in.size(b_in.dim() == 1 ? 0 : -2), "matmul: inner dimensions differ: ",
+           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
+  const bool a_vec = a_in.dim() == 1, b_vec = b_in.dim() == 1;
+  Tensor a = a_vec ? ops::unsqueeze(a_in, 0) : a_in;
+  Tensor b = b_vec ? ops::unsqueeze(b_in, 1) : b_in;
+  const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
+  Shape a_batch(a.sizes().begin(), a.sizes().end() - 2), b_batch(b.sizes().begin(), b.sizes().end() - 2);
+  Shape batch = ops::broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape a_full = batch, b_full = batch, out_shape = batch;
+  a_full.insert(a_full.end(), {n, k});
+  b_full.insert(b_full.end(), {k, m});
+  out_shape.insert(out_shape.end(), {n, m});
+  a = ops::expand(a, a_full);
+  b = ops::expand(b, b_full);
+  const Layout la = operand(a, n, k), lb = operand(b, k, m);
+  check_int32("matmul", a_in, b_in, {n, k, m, la.ld, lb.ld});
+  Tensor out = empty(out_shape, a.options());
+  const int64_t batches = shape_numel(batch);
+  if (k == 0) {  // an empty sum: zeros, which cuBLAS would not write
+    ops::fill_(out, 0.0);
+  } else {
+    std::vector<int64_t> off_a(batches, 0), off_b(batches, 0);
+    for (int64_t i = 0; i < batches; ++i) {
+      int64_t rem = i;
+      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
+        const int64_t idx = rem % batch[d];
+        rem /= batch[d];
+        off_a[i] += idx * a.stride(d);
+        off_b[i] += idx * b.stride(d);
+      }
+    }
+    // Evenly spaced offsets (stride 0 for a broadcast operand): one strided-batched call.
+    bool even = true;
+    const int64_t sa = batches > 1 ? off_a[1] - off_a[0] : 0, sb = batches > 1 ? off_b[1] - off_b[0] : 0;
+    for (int64_t i = 1; i < batches && even; ++i)
+      even = off_a[i] - off_a[i - 1] == sa && off_b[i] - off_b[i - 1] == sb;
+    const int dev = out.device().index;
+    const float *pa = ptr<float>(a), *pb = ptr<float>(b);
+    float* pc = ptr<float>(out);
+    if (even) {
+      gemm(dev, la.trans, lb.trans, n, m, k, pa, la.ld, sa, pb, lb.ld, sb, pc, m, n * m, batches, 1.f, 0.f);
+    } else {
+      for (int64_t i = 0; i < batches; ++i)
+        gemm(dev, la.trans, lb.trans, n, m, k, pa + off_a[i], la.ld, 0, pb + off_b[i], lb.ld, 0, pc + i * n * m, m, 0, 1,
+             1.f, 0.f);
+    }
+  }
+  if (a_vec) out = ops::squeeze(out, -2);
+  if (b_vec) out = ops::squeeze(out, -1);
+  return out;
+}
+
+void addmm_(const Tensor& c, const Tensor& a_in, const Tensor& b_in) {
+  MP_CHECK(a_in.dim() == 2 && b_in.dim() == 2 && c.dim() == 2 && a_in.size(1) == b_in.size(0) &&
+               c.size(0) == a_in.size(0) && c.size(1) == b_in.size(1),
+           "addmm_: needs c [n, m] += a [n, k] @ b [k, m], got ", shape_str(c.sizes()), " += ",
+           shape_str(a_in.sizes()), " @ ", shape_str(b_in.sizes()));
+  MP_CHECK(a_in.dtype() == c.dtype() && b_in.dtype() == c.dtype(), "addmm_: needs one dtype, got ",
+           dtype_name(c.dtype()), " += ", dtype_name(a_in.dtype()), " @ ", dtype_name(b_in.dtype()));
+  check_f32("addmm_", c);
+  MP_CHECK(c.is_contiguous(), "addmm_: the destination must be contiguous, got strides ", shape_str(c.strides()));
+  Tensor a = a_in, b = b_in;
+  const int64_t n = a.size(0), k = a.size(1), m = b.size(1);
+  if (k == 0) return;
+  const Layout la = operand(a, n, k), lb = operand(b, k, m);
+  check_int32("addmm_", a_in, b_in, {n, k, m, la.ld, lb.ld});
+  gemm(c.device().index, la.trans, lb.trans, n, m, k, ptr<float>(a), la.ld, 0, ptr<float>(b), lb.ld, 0, ptr<float>(c),
+       m, 0, 1, 1.f, 1.f);
+}
+
+}  // namespace minipipe::cuda

@@ -116,7 +116,9 @@ code { background: #f4f4f4; padding: 1px 4px; }
 micro-batch (an interleaved chunk costs 1/v of that; the zero-bubble schedules split B into B=1 and
 W=1), 1 MiB of activations stashed per stage and
 micro-batch, a free link, blocking sends and receives. Checkpointing: B runs F again and a chunk
-stashes only its input.</p>
+stashes only its input. The asynchronous pipedream and 2bw (window M) run 1F1B's order with an
+optimizer step inside the pipeline; below the table, the weight version each forward reads and
+the versions each rank holds.</p>
 <div class="controls">
 <label for="schedule">schedule</label><select id="schedule"><option>gpipe</option><option selected>1f1b</option><option>interleaved</option><option>zb-h1</option><option>zb-h2</option><option>pipedream</option><option>2bw</option></select><span></span>
 <label for="P">stages P</label><input id="P" type="range" min="1" max="8" value="4"><span id="P-val"></span>

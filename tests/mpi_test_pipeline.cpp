@@ -122,7 +122,9 @@ TEST(MpiAsync, ThreeStepsGiveTheReferenceWeights) {
     const auto ref_params = ref.model->named_parameters();
     for (const auto& [name, t] : pipe.local_layers()->named_parameters())
       for (const auto& [other, u] : ref_params)
-        if (other == name) EXPECT_LE(test_util::rel_diff(t, u), 1e-12) << name << " on rank " << world->rank();
+        if (other == name) {
+          EXPECT_LE(test_util::rel_diff(t, u), 1e-12) << name << " on rank " << world->rank();
+        }
   }
 }
 

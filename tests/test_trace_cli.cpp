@@ -109,8 +109,9 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
     }
     if (s == "pipedream" || s == "2bw")  // weight versions: P - r in PipeDream's steady state, 2 in 2BW's
       for (int rank = 0; rank < P; ++rank)
-        if (s == "2bw" || M >= 2 * (P - 1 - rank) + 1)
+        if (s == "2bw" || M >= 2 * (P - 1 - rank) + 1) {
           EXPECT_EQ(e.at("wv")[static_cast<size_t>(rank)].get<int>(), s == "2bw" ? 2 : P - rank) << key;
+        }
     // Independently of make_explorer: show_schedule's costs for --act-bytes 1048576 (a stage's F=1,
     // B=2 and bytes split over its v chunks), checkpointing, lowering, simulation.
     const int C = prog.num_chunks;

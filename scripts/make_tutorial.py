@@ -28,7 +28,8 @@ def run(command, figures):
     cmd = command.replace("docs/figures/", figures + "/") if figures else command
     r = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                        stderr=subprocess.STDOUT, text=True, timeout=600)
-    return r.returncode, r.stdout
+    # What the command printed about its files names them where the page says they go.
+    return r.returncode, r.stdout.replace(figures + "/", "docs/figures/") if figures else r.stdout
 
 
 def main(argv):

@@ -17,21 +17,12 @@
 #include "tensor/cpu/softmax_row.h"
 #include "tensor/factory.h"
 #include "tensor/cpu/kernels.h"
+#include "tensor/op_checks.h"
 #include "tensor/ops.h"
 
 namespace minipipe::cpu {
 
 namespace {
-
-// att: [..., Tq, Tk] -> (Tq, Tk); query i may see keys j < i + 1 + (Tk - Tq).
-std::pair<int64_t, int64_t> check_scores(const char* op, const Tensor& att, double scale) {
-  MP_CHECK(att.dim() >= 2, op, ": expected scores [..., Tq, Tk], got ", shape_str(att.sizes()));
-  const int64_t tq = att.size(-2), tk = att.size(-1);
-  MP_CHECK(tq <= tk, op, ": ", tq, " queries but only ", tk, " keys in ", shape_str(att.sizes()),
-           " (the queries are the last Tq positions of the keys)");
-  MP_CHECK(scale > 0, op, ": scale must be positive, got ", scale);
-  return {tq, tk};
-}
 
 // One row of tk scores of which the first n are visible; in place allowed (y == x):
 //   y[j] = exp(s (x[j] - max)) / sum  for j < n,  0 after
@@ -71,7 +62,7 @@ void causal_softmax_backward_kernel(const T* pg, const T* py, T* pd, int64_t row
 // row r of att: [..., Tq, Tk] is query i = r % Tq; it sees n = i + 1 + Tk - Tq keys:
 //   y[j] = exp(s x[j] - max_k s x[k]) / sum_k exp(s x[k] - max)  for j < n,  y[j] = 0 otherwise
 Tensor causal_softmax(const Tensor& att, double scale) {
-  const auto [tq, tk] = check_scores("causal_softmax", att, scale);
+  const auto [tq, tk] = checks::scores("causal_softmax", att, scale);
   Tensor x = contiguous(att);
   Tensor y = empty(att.sizes(), att.options());
   const int64_t rows = tk == 0 ? 0 : x.numel() / tk;
@@ -84,7 +75,7 @@ Tensor causal_softmax(const Tensor& att, double scale) {
 
 // g, y: [..., Tq, Tk];  dx[j] = s y[j] (g[j] - sum_k g[k] y[k]) for j < n, 0 for the masked j
 Tensor causal_softmax_backward(const Tensor& grad, const Tensor& y, double scale) {
-  const auto [tq, tk] = check_scores("causal_softmax_backward", y, scale);
+  const auto [tq, tk] = checks::scores("causal_softmax_backward", y, scale);
   MP_CHECK(grad.sizes() == y.sizes() && grad.dtype() == y.dtype(), "causal_softmax_backward: grad ",
            shape_str(grad.sizes()), " does not match output ", shape_str(y.sizes()));
   Tensor gc = contiguous(grad), yc = contiguous(y);
@@ -126,25 +117,7 @@ void gemm(const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t ldc, i
 #endif
 }
 
-struct Heads {
-  int64_t B, T, C, H, hd;
-};
-
-Heads check_qkv(const char* op, const Tensor& qkv, int64_t n_head) {
-  MP_CHECK(qkv.dim() == 3 && qkv.size(2) % 3 == 0 && qkv.size(2) > 0, op, ": expected qkv [B, T, 3C], got ",
-           shape_str(qkv.sizes()));
-  const int64_t C = qkv.size(2) / 3;
-  MP_CHECK(n_head > 0 && C % n_head == 0, op, ": n_head=", n_head, " does not divide C=", C, " (qkv ",
-           shape_str(qkv.sizes()), ")");
-  return {qkv.size(0), qkv.size(1), C, n_head, C / n_head};
-}
-
-void check_mask(const char* op, const Tensor& mask, const Heads& h, const Tensor& qkv) {
-  if (!mask.defined()) return;
-  MP_CHECK(mask.sizes() == Shape({h.B, h.H, h.T, h.T}) && mask.dtype() == qkv.dtype(), op, ": dropout mask ",
-           shape_str(mask.sizes()), " ", dtype_name(mask.dtype()), " must be [", h.B, ", ", h.H, ", ", h.T, ", ", h.T,
-           "] ", dtype_name(qkv.dtype()));
-}
+using checks::Heads;
 
 // Per (b, h): q, k, v are [T, hd] blocks of qkv at column offsets h hd, C + h hd, 2C + h hd
 // (leading dim 3C); the head's output is the [T, hd] block of out at h hd (leading dim C).
@@ -217,8 +190,8 @@ void attention_backward_kernel(const T* dout, const T* qkv, const T* att, const 
 }  // namespace
 
 std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, const Tensor& mask) {
-  const Heads h = check_qkv("attention_forward", qkv, n_head);
-  check_mask("attention_forward", mask, h, qkv);
+  const Heads h = checks::qkv("attention_forward", qkv, n_head);
+  checks::attention_mask("attention_forward", mask, h, qkv);
   Tensor x = contiguous(qkv), mk = mask.defined() ? contiguous(mask) : Tensor();
   Tensor out = empty({h.B, h.T, h.C}, qkv.options());
   Tensor att = empty({h.B, h.H, h.T, h.T}, qkv.options());  // cached for the backward pass
@@ -231,12 +204,12 @@ std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, c
 }
 
 Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head, const Tensor& mask) {
-  const Heads h = check_qkv("attention_backward", qkv, n_head);
+  const Heads h = checks::qkv("attention_backward", qkv, n_head);
   MP_CHECK(dout.sizes() == Shape({h.B, h.T, h.C}) && dout.dtype() == qkv.dtype(), "attention_backward: grad ",
            shape_str(dout.sizes()), " does not match qkv ", shape_str(qkv.sizes()));
   MP_CHECK(att.sizes() == Shape({h.B, h.H, h.T, h.T}) && att.dtype() == qkv.dtype(), "attention_backward: att ",
            shape_str(att.sizes()), " does not match qkv ", shape_str(qkv.sizes()), " with ", n_head, " heads");
-  check_mask("attention_backward", mask, h, qkv);
+  checks::attention_mask("attention_backward", mask, h, qkv);
   Tensor g = contiguous(dout), x = contiguous(qkv), a = contiguous(att);
   Tensor mk = mask.defined() ? contiguous(mask) : Tensor();
   Tensor dqkv = empty(qkv.sizes(), qkv.options());  // every element is written: no memset

@@ -7,20 +7,12 @@
 #include "tensor/cpu/loops.h"
 #include "tensor/factory.h"
 #include "tensor/cpu/kernels.h"
+#include "tensor/op_checks.h"
 #include "tensor/ops.h"
 
 namespace minipipe::cpu {
 
 namespace {
-
-int64_t check_layernorm(const char* op, const Tensor& x, const Tensor& w) {
-  MP_CHECK(x.dim() >= 1 && x.size(-1) > 0, op, ": expected input [..., C] with C > 0, got ", shape_str(x.sizes()));
-  const int64_t C = x.size(-1);
-  MP_CHECK(w.sizes() == Shape{C}, op, ": weight ", shape_str(w.sizes()), " must be [", C, "] to match input ",
-           shape_str(x.sizes()));
-  MP_CHECK(w.dtype() == x.dtype(), op, ": weight is ", dtype_name(w.dtype()), ", input is ", dtype_name(x.dtype()));
-  return C;
-}
 
 // Columns [c0, c1) of thread t out of nt: how dweight / dbias split the work.
 inline std::pair<int64_t, int64_t> column_range(int64_t C, int64_t t, int64_t nt) {
@@ -96,7 +88,7 @@ void layernorm_backward_kernel(const T* pg, const T* px, const T* pw, const T* p
 //   out = (x - mean) * rstd * w + b
 std::tuple<Tensor, Tensor, Tensor> layernorm(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                              double eps) {
-  const int64_t C = check_layernorm("layernorm", x, weight);
+  const int64_t C = checks::layernorm("layernorm", x, weight);
   MP_CHECK(bias.sizes() == Shape{C} && bias.dtype() == x.dtype(), "layernorm: bias ", shape_str(bias.sizes()), " ",
            dtype_name(bias.dtype()), " must be [", C, "] ", dtype_name(x.dtype()));
   MP_CHECK(eps > 0, "layernorm: eps must be positive, got ", eps);
@@ -117,7 +109,7 @@ std::tuple<Tensor, Tensor, Tensor> layernorm(const Tensor& x, const Tensor& weig
 //   dx = rstd * (dn - mean_c(dn) - xhat * mean_c(dn * xhat))
 std::tuple<Tensor, Tensor, Tensor> layernorm_backward(const Tensor& dout, const Tensor& x, const Tensor& weight,
                                                       const Tensor& mean, const Tensor& rstd) {
-  const int64_t C = check_layernorm("layernorm_backward", x, weight);
+  const int64_t C = checks::layernorm("layernorm_backward", x, weight);
   MP_CHECK(dout.sizes() == x.sizes() && dout.dtype() == x.dtype(), "layernorm_backward: grad ",
            shape_str(dout.sizes()), " does not match input ", shape_str(x.sizes()));
   const int64_t rows = x.numel() / C;

@@ -9,25 +9,17 @@
 
 #include "tensor/cpu/loops.h"
 #include "tensor/cpu/kernels.h"
+#include "tensor/op_checks.h"
 #include "tensor/ops.h"
 
 namespace minipipe::cpu {
 
 namespace {
 
-// How a [rows, cols] matrix with strides (rs, cs) maps onto BLAS: row- or column-major with a
-// leading dimension, or not at all (then we copy).
-struct Layout {
-  bool ok = false;
-  bool row_major = true;
-  int64_t ld = 1;
-};
-
-Layout layout_of(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
-  if ((cs == 1 || cols == 1) && (rows == 1 || rs >= cols)) return {true, true, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
-  if ((rs == 1 || rows == 1) && (cols == 1 || cs >= rows)) return {true, false, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
-  return {};
-}
+// How a [rows, cols] matrix maps onto BLAS: row- or column-major with a leading dimension, or not
+// at all (then we copy): tensor/op_checks.h.
+using Layout = checks::GemmLayout;
+using checks::gemm_layout;
 
 template <typename T, int Order>
 using MapMat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Order>, 0, Eigen::OuterStride<>>;
@@ -50,12 +42,12 @@ void gemm_mapped(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, 
 // dimension.
 void blas_gemm(const float* a, Layout la, const float* b, Layout lb, float* c, int64_t n, int64_t k, int64_t m,
                bool acc) {
-  cblas_sgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
+  cblas_sgemm(CblasRowMajor, la.col_major ? CblasTrans : CblasNoTrans, lb.col_major ? CblasTrans : CblasNoTrans,
               n, m, k, 1.0f, a, la.ld, b, lb.ld, acc ? 1.0f : 0.0f, c, m);
 }
 void blas_gemm(const double* a, Layout la, const double* b, Layout lb, double* c, int64_t n, int64_t k, int64_t m,
                bool acc) {
-  cblas_dgemm(CblasRowMajor, la.row_major ? CblasNoTrans : CblasTrans, lb.row_major ? CblasNoTrans : CblasTrans,
+  cblas_dgemm(CblasRowMajor, la.col_major ? CblasTrans : CblasNoTrans, lb.col_major ? CblasTrans : CblasNoTrans,
               n, m, k, 1.0, a, la.ld, b, lb.ld, acc ? 1.0 : 0.0, c, m);
 }
 #endif
@@ -72,19 +64,19 @@ void gemm(const T* a, Layout la, const T* b, Layout lb, T* c, int64_t n, int64_t
   blas_gemm(a, la, b, lb, c, n, k, m, acc);
 #else
   constexpr int R = Eigen::RowMajor, C = Eigen::ColMajor;
-  if (la.row_major && lb.row_major) gemm_mapped<T, R, R>(a, la, b, lb, c, n, k, m, acc);
-  else if (la.row_major) gemm_mapped<T, R, C>(a, la, b, lb, c, n, k, m, acc);
-  else if (lb.row_major) gemm_mapped<T, C, R>(a, la, b, lb, c, n, k, m, acc);
+  if (!la.col_major && !lb.col_major) gemm_mapped<T, R, R>(a, la, b, lb, c, n, k, m, acc);
+  else if (!la.col_major) gemm_mapped<T, R, C>(a, la, b, lb, c, n, k, m, acc);
+  else if (!lb.col_major) gemm_mapped<T, C, R>(a, la, b, lb, c, n, k, m, acc);
   else gemm_mapped<T, C, C>(a, la, b, lb, c, n, k, m, acc);
 #endif
 }
 
 // An operand as BLAS sees it: its own layout, or a contiguous copy when it has none.
 Layout operand(Tensor& t, int64_t rows, int64_t cols) {
-  Layout l = layout_of(rows, cols, t.stride(-2), t.stride(-1));
+  Layout l = gemm_layout(rows, cols, t.stride(-2), t.stride(-1));
   if (!l.ok) {
     t = contiguous(t);
-    l = layout_of(rows, cols, t.stride(-2), t.stride(-1));
+    l = gemm_layout(rows, cols, t.stride(-2), t.stride(-1));
   }
   return l;
 }
@@ -108,57 +100,25 @@ void gemm_batched(const T* pa, Layout la, const std::vector<int64_t>& off_a, con
 }  // namespace
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  MP_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
-           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
-  MP_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch: ", dtype_name(a_in.dtype()), " ",
-           shape_str(a_in.sizes()), " x ", dtype_name(b_in.dtype()), " ", shape_str(b_in.sizes()));
+  checks::Matmul p = checks::matmul(a_in, b_in);  // shapes checked, vectors promoted, batch broadcast
   MP_CHECK(is_floating(a_in.dtype()), "matmul: expected floating-point operands, got ", dtype_name(a_in.dtype()));
-  MP_CHECK(a_in.size(-1) == b_in.size(b_in.dim() == 1 ? 0 : -2), "matmul: inner dimensions differ: ",
-           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
-  // 1-D operands: a vector on the left is a row, on the right a column; the dim is dropped after.
-  const bool a_vec = a_in.dim() == 1, b_vec = b_in.dim() == 1;
-  Tensor a = a_vec ? unsqueeze(a_in, 0) : a_in;
-  Tensor b = b_vec ? unsqueeze(b_in, 1) : b_in;
-  const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
-
-  Shape a_batch(a.sizes().begin(), a.sizes().end() - 2), b_batch(b.sizes().begin(), b.sizes().end() - 2);
-  for (size_t i = 1; i <= std::min(a_batch.size(), b_batch.size()); ++i) {
-    const int64_t da = a_batch[a_batch.size() - i], db = b_batch[b_batch.size() - i];
-    MP_CHECK(da == db || da == 1 || db == 1, "matmul: batch dimensions cannot be broadcast: ",
-             shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
-  }
-  Shape batch = broadcast_shapes(a_batch, b_batch, "matmul");
-  Shape a_full = batch, b_full = batch, out_shape = batch;
-  a_full.insert(a_full.end(), {n, k});
-  b_full.insert(b_full.end(), {k, m});
-  out_shape.insert(out_shape.end(), {n, m});
-  a = expand(a, a_full);
-  b = expand(b, b_full);
+  Tensor& a = p.a;
+  Tensor& b = p.b;
+  const int64_t n = p.n, k = p.k, m = p.m;
   const Layout la = operand(a, n, k), lb = operand(b, k, m);
 #ifdef MINIPIPE_BLAS
   // Checked here, not in the GEMM: an exception must not leave an OpenMP region.
   MP_CHECK(std::max({n, k, m, la.ld, lb.ld}) <= INT32_MAX, "matmul: dimensions of ", shape_str(a_in.sizes()),
            " x ", shape_str(b_in.sizes()), " exceed the 32-bit indices of BLAS");
 #endif
-  Tensor out = empty(out_shape, a.options());
-  const int64_t batches = shape_numel(batch);
-  // Element offsets of every batch's matrix in a and b (batch dims may be broadcast: stride 0).
-  std::vector<int64_t> off_a(batches, 0), off_b(batches, 0);
-  for (int64_t i = 0; i < batches; ++i) {
-    int64_t rem = i;
-    for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
-      const int64_t idx = rem % batch[d];
-      rem /= batch[d];
-      off_a[i] += idx * a.stride(d);
-      off_b[i] += idx * b.stride(d);
-    }
-  }
+  Tensor out = empty(p.out_shape, a.options());
+  const auto [off_a, off_b] = checks::batch_offsets(p.batch, a, b);
   MP_DISPATCH_FLOAT(a.dtype(), "matmul", [&] {
     gemm_batched<scalar_t>(a.data_ptr<scalar_t>(), la, off_a, b.data_ptr<scalar_t>(), lb, off_b,
                            out.data_ptr<scalar_t>(), n, k, m);
   });
-  if (a_vec) out = squeeze(out, -2);
-  if (b_vec) out = squeeze(out, -1);
+  if (p.a_vec) out = squeeze(out, -2);
+  if (p.b_vec) out = squeeze(out, -1);
   return out;
 }
 

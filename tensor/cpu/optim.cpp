@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "tensor/cpu/kernels.h"
+#include "tensor/op_checks.h"
 #include "tensor/threads.h"
 
 namespace minipipe::cpu {
@@ -13,15 +14,7 @@ constexpr int64_t kOptimizerGrain = 16384;  // elements below which one thread i
 }  // namespace
 
 void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWStep& s) {
-  MP_CHECK(grad.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes(),
-           "adamw_step_: parameter ", shape_str(p.sizes()), ", gradient ", shape_str(grad.sizes()), ", m ",
-           shape_str(m.sizes()), " and v ", shape_str(v.sizes()), " must have one shape");
-  MP_CHECK(grad.dtype() == p.dtype() && m.dtype() == p.dtype() && v.dtype() == p.dtype(),
-           "adamw_step_: parameter, gradient and state must have one dtype, got ", dtype_name(p.dtype()), ", ",
-           dtype_name(grad.dtype()), ", ", dtype_name(m.dtype()), ", ", dtype_name(v.dtype()));
-  MP_CHECK(p.is_contiguous() && grad.is_contiguous() && m.is_contiguous() && v.is_contiguous(),
-           "adamw_step_: parameter, gradient and state must be contiguous");
-  MP_CHECK(s.step >= 1, "adamw_step_: step counts from 1, got ", s.step);
+  checks::adamw(p, grad, m, v, s);
   const double t = static_cast<double>(s.step);
   const double bc1 = 1 - std::pow(s.beta1, t), bc2 = 1 - std::pow(s.beta2, t);
   MP_DISPATCH_FLOAT(p.dtype(), "AdamW", [&] {

@@ -8,32 +8,24 @@
 #include <climits>
 
 #include "tensor/cuda/ops_common.h"
+#include "tensor/op_checks.h"
 #include "tensor/cuda/runtime.h"
 
 namespace minipipe::cuda {
 
 namespace {
 
-// How a [rows, cols] matrix with strides (rs, cs) is used: row-major with leading dim ld
-// (trans = false), or stored transposed, i.e. column-major (trans = true); ok = false: copy it.
-struct Layout {
-  bool ok = false;
-  bool trans = false;
-  int64_t ld = 1;
-};
-
-Layout layout_of(int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
-  if ((cs == 1 || cols == 1) && (rows == 1 || rs >= cols)) return {true, false, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
-  if ((rs == 1 || rows == 1) && (cols == 1 || cs >= rows)) return {true, true, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
-  return {};
-}
+// How a [rows, cols] matrix is used: row-major with leading dim ld, or stored transposed, i.e.
+// column-major (col_major, a transposed GEMM operand); ok = false: copy it (tensor/op_checks.h).
+using Layout = checks::GemmLayout;
+using checks::gemm_layout;
 
 // The last two dims of t as a GEMM operand; t becomes contiguous when they fit no BLAS layout.
 Layout operand(Tensor& t, int64_t rows, int64_t cols) {
-  Layout l = layout_of(rows, cols, t.stride(-2), t.stride(-1));
+  Layout l = gemm_layout(rows, cols, t.stride(-2), t.stride(-1));
   if (l.ok) return l;
   t = ops::contiguous(t);
-  return layout_of(rows, cols, t.stride(-2), t.stride(-1));
+  return gemm_layout(rows, cols, t.stride(-2), t.stride(-1));
 }
 
 void check_int32(const char* op, const Tensor& a, const Tensor& b, std::initializer_list<int64_t> dims) {
@@ -60,42 +52,19 @@ void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const f
 }
 
 Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
-  MP_CHECK(a_in.dim() >= 1 && b_in.dim() >= 1, "matmul: both operands need at least 1 dim, got ",
-           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
-  MP_CHECK(a_in.dtype() == b_in.dtype(), "matmul: dtype mismatch: ", dtype_name(a_in.dtype()), " ",
-           shape_str(a_in.sizes()), " x ", dtype_name(b_in.dtype()), " ", shape_str(b_in.sizes()));
+  checks::Matmul p = checks::matmul(a_in, b_in);  // shapes checked, vectors promoted, batch broadcast
   check_f32("matmul", a_in);
-  MP_CHECK(a_in.size(-1) == b_in.size(b_in.dim() == 1 ? 0 : -2), "matmul: inner dimensions differ: ",
-           shape_str(a_in.sizes()), " x ", shape_str(b_in.sizes()));
-  const bool a_vec = a_in.dim() == 1, b_vec = b_in.dim() == 1;
-  Tensor a = a_vec ? ops::unsqueeze(a_in, 0) : a_in;
-  Tensor b = b_vec ? ops::unsqueeze(b_in, 1) : b_in;
-  const int64_t n = a.size(-2), k = a.size(-1), m = b.size(-1);
-  Shape a_batch(a.sizes().begin(), a.sizes().end() - 2), b_batch(b.sizes().begin(), b.sizes().end() - 2);
-  Shape batch = ops::broadcast_shapes(a_batch, b_batch, "matmul");
-  Shape a_full = batch, b_full = batch, out_shape = batch;
-  a_full.insert(a_full.end(), {n, k});
-  b_full.insert(b_full.end(), {k, m});
-  out_shape.insert(out_shape.end(), {n, m});
-  a = ops::expand(a, a_full);
-  b = ops::expand(b, b_full);
+  Tensor& a = p.a;
+  Tensor& b = p.b;
+  const int64_t n = p.n, k = p.k, m = p.m;
   const Layout la = operand(a, n, k), lb = operand(b, k, m);
   check_int32("matmul", a_in, b_in, {n, k, m, la.ld, lb.ld});
-  Tensor out = empty(out_shape, a.options());
-  const int64_t batches = shape_numel(batch);
+  Tensor out = empty(p.out_shape, a.options());
+  const int64_t batches = shape_numel(p.batch);
   if (k == 0) {  // an empty sum: zeros, which cuBLAS would not write
     ops::fill_(out, 0.0);
   } else {
-    std::vector<int64_t> off_a(batches, 0), off_b(batches, 0);
-    for (int64_t i = 0; i < batches; ++i) {
-      int64_t rem = i;
-      for (int64_t d = static_cast<int64_t>(batch.size()) - 1; d >= 0; --d) {
-        const int64_t idx = rem % batch[d];
-        rem /= batch[d];
-        off_a[i] += idx * a.stride(d);
-        off_b[i] += idx * b.stride(d);
-      }
-    }
+    const auto [off_a, off_b] = checks::batch_offsets(p.batch, a, b);
     // Evenly spaced offsets (stride 0 for a broadcast operand): one strided-batched call.
     bool even = true;
     const int64_t sa = batches > 1 ? off_a[1] - off_a[0] : 0, sb = batches > 1 ? off_b[1] - off_b[0] : 0;
@@ -105,15 +74,15 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
     const float *pa = ptr<float>(a), *pb = ptr<float>(b);
     float* pc = ptr<float>(out);
     if (even) {
-      gemm(dev, la.trans, lb.trans, n, m, k, pa, la.ld, sa, pb, lb.ld, sb, pc, m, n * m, batches, 1.f, 0.f);
+      gemm(dev, la.col_major, lb.col_major, n, m, k, pa, la.ld, sa, pb, lb.ld, sb, pc, m, n * m, batches, 1.f, 0.f);
     } else {
       for (int64_t i = 0; i < batches; ++i)
-        gemm(dev, la.trans, lb.trans, n, m, k, pa + off_a[i], la.ld, 0, pb + off_b[i], lb.ld, 0, pc + i * n * m, m, 0, 1,
+        gemm(dev, la.col_major, lb.col_major, n, m, k, pa + off_a[i], la.ld, 0, pb + off_b[i], lb.ld, 0, pc + i * n * m, m, 0, 1,
              1.f, 0.f);
     }
   }
-  if (a_vec) out = ops::squeeze(out, -2);
-  if (b_vec) out = ops::squeeze(out, -1);
+  if (p.a_vec) out = ops::squeeze(out, -2);
+  if (p.b_vec) out = ops::squeeze(out, -1);
   return out;
 }
 
@@ -131,7 +100,7 @@ void addmm_(const Tensor& c, const Tensor& a_in, const Tensor& b_in) {
   if (k == 0) return;
   const Layout la = operand(a, n, k), lb = operand(b, k, m);
   check_int32("addmm_", a_in, b_in, {n, k, m, la.ld, lb.ld});
-  gemm(c.device().index, la.trans, lb.trans, n, m, k, ptr<float>(a), la.ld, 0, ptr<float>(b), lb.ld, 0, ptr<float>(c),
+  gemm(c.device().index, la.col_major, lb.col_major, n, m, k, ptr<float>(a), la.ld, 0, ptr<float>(b), lb.ld, 0, ptr<float>(c),
        m, 0, 1, 1.f, 1.f);
 }
 

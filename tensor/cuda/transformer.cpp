@@ -5,50 +5,31 @@
 #include <cmath>
 
 #include "tensor/cuda/ops_common.h"
+#include "tensor/op_checks.h"
 
 namespace minipipe::cuda {
 
 namespace {
 
+// The shared checks (tensor/op_checks.h), then this backend's own: float32 only.
 int64_t check_layernorm(const char* op, const Tensor& x, const Tensor& w) {
-  MP_CHECK(x.dim() >= 1 && x.size(-1) > 0, op, ": expected input [..., C] with C > 0, got ", shape_str(x.sizes()));
-  const int64_t C = x.size(-1);
-  MP_CHECK(w.sizes() == Shape{C}, op, ": weight ", shape_str(w.sizes()), " must be [", C, "] to match input ",
-           shape_str(x.sizes()));
-  MP_CHECK(w.dtype() == x.dtype(), op, ": weight is ", dtype_name(w.dtype()), ", input is ", dtype_name(x.dtype()));
+  const int64_t C = checks::layernorm(op, x, w);
   check_f32(op, x);
   return C;
 }
 
 std::pair<int64_t, int64_t> check_scores(const char* op, const Tensor& att, double scale) {
-  MP_CHECK(att.dim() >= 2, op, ": expected scores [..., Tq, Tk], got ", shape_str(att.sizes()));
-  const int64_t tq = att.size(-2), tk = att.size(-1);
-  MP_CHECK(tq <= tk, op, ": ", tq, " queries but only ", tk, " keys in ", shape_str(att.sizes()),
-           " (the queries are the last Tq positions of the keys)");
-  MP_CHECK(scale > 0, op, ": scale must be positive, got ", scale);
+  const auto tq_tk = checks::scores(op, att, scale);
   check_f32(op, att);
-  return {tq, tk};
+  return tq_tk;
 }
 
-struct Heads {
-  int64_t B, T, C, H, hd;
-};
+using checks::Heads;
 
 Heads check_qkv(const char* op, const Tensor& qkv, int64_t n_head) {
-  MP_CHECK(qkv.dim() == 3 && qkv.size(2) % 3 == 0 && qkv.size(2) > 0, op, ": expected qkv [B, T, 3C], got ",
-           shape_str(qkv.sizes()));
-  const int64_t C = qkv.size(2) / 3;
-  MP_CHECK(n_head > 0 && C % n_head == 0, op, ": n_head=", n_head, " does not divide C=", C, " (qkv ",
-           shape_str(qkv.sizes()), ")");
+  const Heads h = checks::qkv(op, qkv, n_head);
   check_f32(op, qkv);
-  return {qkv.size(0), qkv.size(1), C, n_head, C / n_head};
-}
-
-void check_mask(const char* op, const Tensor& mask, const Heads& h, const Tensor& qkv) {
-  if (!mask.defined()) return;
-  MP_CHECK(mask.sizes() == Shape({h.B, h.H, h.T, h.T}) && mask.dtype() == qkv.dtype(), op, ": dropout mask ",
-           shape_str(mask.sizes()), " ", dtype_name(mask.dtype()), " must be [", h.B, ", ", h.H, ", ", h.T, ", ", h.T,
-           "] ", dtype_name(qkv.dtype()));
+  return h;
 }
 
 Tensor checked_int64(const char* op, const Tensor& index) {
@@ -145,7 +126,7 @@ Tensor causal_softmax_backward(const Tensor& grad, const Tensor& y, double scale
 //   scores [H, T, T] = q k^T;  att = causal_softmax(scores, 1/sqrt(hd));  out = (att * mask) v.
 std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, const Tensor& mask) {
   const Heads h = check_qkv("attention_forward", qkv, n_head);
-  check_mask("attention_forward", mask, h, qkv);
+  checks::attention_mask("attention_forward", mask, h, qkv);
   Tensor x = ops::contiguous(qkv);
   Tensor out = empty({h.B, h.T, h.C}, qkv.options());
   Tensor att = empty({h.B, h.H, h.T, h.T}, qkv.options());  // cached for the backward pass
@@ -177,7 +158,7 @@ Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& a
            shape_str(dout.sizes()), " does not match qkv ", shape_str(qkv.sizes()));
   MP_CHECK(att.sizes() == Shape({h.B, h.H, h.T, h.T}) && att.dtype() == qkv.dtype(), "attention_backward: att ",
            shape_str(att.sizes()), " does not match qkv ", shape_str(qkv.sizes()), " with ", n_head, " heads");
-  check_mask("attention_backward", mask, h, qkv);
+  checks::attention_mask("attention_backward", mask, h, qkv);
   Tensor g = ops::contiguous(dout), x = ops::contiguous(qkv), a = ops::contiguous(att);
   Tensor mk = mask.defined() ? ops::contiguous(mask) : Tensor();
   const Tensor w = mk.defined() ? mul(a, mk) : a;
@@ -231,15 +212,7 @@ Tensor dropout_mask(const Shape& shape, TensorOptions opts, double p, const Rand
 }
 
 void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const ops::AdamWStep& s) {
-  MP_CHECK(grad.sizes() == p.sizes() && m.sizes() == p.sizes() && v.sizes() == p.sizes(),
-           "adamw_step_: parameter ", shape_str(p.sizes()), ", gradient ", shape_str(grad.sizes()), ", m ",
-           shape_str(m.sizes()), " and v ", shape_str(v.sizes()), " must have one shape");
-  MP_CHECK(grad.dtype() == p.dtype() && m.dtype() == p.dtype() && v.dtype() == p.dtype(),
-           "adamw_step_: parameter, gradient and state must have one dtype, got ", dtype_name(p.dtype()), ", ",
-           dtype_name(grad.dtype()), ", ", dtype_name(m.dtype()), ", ", dtype_name(v.dtype()));
-  MP_CHECK(p.is_contiguous() && grad.is_contiguous() && m.is_contiguous() && v.is_contiguous(),
-           "adamw_step_: parameter, gradient and state must be contiguous");
-  MP_CHECK(s.step >= 1, "adamw_step_: step counts from 1, got ", s.step);
+  checks::adamw(p, grad, m, v, s);
   check_f32("adamw_step_", p);
   // The same coefficients as the CPU kernel: computed in double, rounded to float once.
   const double t = static_cast<double>(s.step);

@@ -82,7 +82,6 @@ struct Backend {
   void (*addmm_)(const Tensor& c, const Tensor& a, const Tensor& b) = nullptr;
 
   // ---- joining and indexing ----
-  Tensor (*cat)(const std::vector<Tensor>& ts, int64_t dim) = nullptr;
   Tensor (*index_select)(const Tensor& t, int64_t dim, const Tensor& index) = nullptr;
   Tensor (*index_add)(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
   Tensor (*one_hot)(const Tensor& index, int64_t num_classes, DType dtype) = nullptr;

@@ -223,11 +223,33 @@ Tensor matmul(const Tensor& a, const Tensor& b) { return MP_KERNEL(matmul, a, b)
 void addmm_(const Tensor& c, const Tensor& a, const Tensor& b) { MP_KERNEL(addmm_, c, a, b)(c, a, b); }
 
 // ---- joining and indexing ----
+// Copies into slices of one output: the same on every device (copy_ dispatches).
 Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
   MP_CHECK(!ts.empty(), "cat: expected a non-empty list of tensors");
-  const Device d = device_of("cat", ts[0]);
   for (const Tensor& t : ts) common_device("cat", ts[0], t);
-  return kernel(&Backend::cat, "cat", d)(ts, dim);
+  const Tensor& first = ts[0];
+  MP_CHECK(first.dim() > 0, "cat: zero-dimensional tensors cannot be concatenated");
+  dim = wrap_dim(dim, first.dim(), "cat");
+  Shape shape = first.sizes();
+  shape[dim] = 0;
+  for (size_t i = 0; i < ts.size(); ++i) {
+    const Tensor& t = ts[i];
+    MP_CHECK(t.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(t.dtype()),
+             ", tensor 0 has ", dtype_name(first.dtype()));
+    MP_CHECK(t.dim() == first.dim(), "cat: tensor ", i, " has shape ", shape_str(t.sizes()),
+             ", tensor 0 has ", shape_str(first.sizes()));
+    for (int64_t d = 0; d < t.dim(); ++d)
+      MP_CHECK(d == dim || t.size(d) == first.size(d), "cat: sizes must match except in dim ", dim,
+               ": tensor ", i, " has shape ", shape_str(t.sizes()), ", tensor 0 has ", shape_str(first.sizes()));
+    shape[dim] += t.size(dim);
+  }
+  Tensor out = empty(shape, first.options());
+  int64_t at = 0;
+  for (const Tensor& t : ts) {
+    copy_(narrow(out, dim, at, t.size(dim)), t);
+    at += t.size(dim);
+  }
+  return out;
 }
 
 Tensor stack(const std::vector<Tensor>& ts, int64_t dim) {

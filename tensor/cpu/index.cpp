@@ -1,4 +1,4 @@
-// CPU joining and indexing: cat, stack, index_select and its backward index_add, one_hot.
+// CPU indexing: index_select and its backward index_add, one_hot (cat and stack, built from copies, are in tensor/dispatch.cpp).
 #include <cstring>
 
 #include "tensor/cpu/loops.h"
@@ -7,33 +7,6 @@
 #include "tensor/ops.h"
 
 namespace minipipe::cpu {
-
-Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
-  MP_CHECK(!ts.empty(), "cat: expected a non-empty list of tensors");
-  const Tensor& first = ts[0];
-  MP_CHECK(first.dim() > 0, "cat: zero-dimensional tensors cannot be concatenated");
-  dim = wrap_dim(dim, first.dim(), "cat");
-  Shape shape = first.sizes();
-  shape[dim] = 0;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    const Tensor& t = ts[i];
-    MP_CHECK(t.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(t.dtype()),
-             ", tensor 0 has ", dtype_name(first.dtype()));
-    MP_CHECK(t.dim() == first.dim(), "cat: tensor ", i, " has shape ", shape_str(t.sizes()),
-             ", tensor 0 has ", shape_str(first.sizes()));
-    for (int64_t d = 0; d < t.dim(); ++d)
-      MP_CHECK(d == dim || t.size(d) == first.size(d), "cat: sizes must match except in dim ", dim,
-               ": tensor ", i, " has shape ", shape_str(t.sizes()), ", tensor 0 has ", shape_str(first.sizes()));
-    shape[dim] += t.size(dim);
-  }
-  Tensor out = empty(shape, first.options());
-  int64_t at = 0;
-  for (const Tensor& t : ts) {
-    copy_(narrow(out, dim, at, t.size(dim)), t);
-    at += t.size(dim);
-  }
-  return out;
-}
 
 namespace {
 void check_index(const Tensor& t_shape_src, const Shape& shape, int64_t dim, const Tensor& index, const char* op) {

@@ -60,7 +60,6 @@ Tensor cross_entropy_backward(const Tensor& grad, const Tensor& probs, const Ten
 Tensor matmul(const Tensor& a, const Tensor& b);
 void addmm_(const Tensor& c, const Tensor& a, const Tensor& b);
 // index.cpp
-Tensor cat(const std::vector<Tensor>& ts, int64_t dim);
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
 Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype);

@@ -24,7 +24,7 @@ constinit const Backend kBackend = {
     .log_softmax_backward = log_softmax_backward, .cross_entropy = cross_entropy,
     .cross_entropy_backward = cross_entropy_backward,
     .matmul = matmul, .addmm_ = addmm_,
-    .cat = cat, .index_select = index_select, .index_add = index_add, .one_hot = one_hot,
+    .index_select = index_select, .index_add = index_add, .one_hot = one_hot,
     .dropout_mask = dropout_mask,
     .layernorm = layernorm, .layernorm_backward = layernorm_backward,
     .embedding = embedding, .embedding_backward = embedding_backward,

@@ -1,5 +1,5 @@
-// The CUDA backend's joining and indexing: cat (device copies into slices of the output), and
-// index_select / index_add / one_hot (embedding.cu). Shape checks as the CPU's (tensor/cpu/index.cpp);
+// The CUDA backend's indexing: index_select / index_add / one_hot (embedding.cu); cat is built from
+// copies in tensor/dispatch.cpp. Shape checks as the CPU's (tensor/cpu/index.cpp);
 // index ranges are checked by the kernels through a device flag, read back once per call.
 #include "tensor/cuda/ops_common.h"
 
@@ -21,32 +21,6 @@ Tensor checked_index(const char* op, const Tensor& index) {
 }
 
 }  // namespace
-
-Tensor cat(const std::vector<Tensor>& ts, int64_t dim) {
-  const Tensor& first = ts[0];
-  MP_CHECK(first.dim() > 0, "cat: zero-dimensional tensors cannot be concatenated");
-  dim = wrap_dim(dim, first.dim(), "cat");
-  Shape shape = first.sizes();
-  shape[dim] = 0;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    const Tensor& t = ts[i];
-    MP_CHECK(t.dtype() == first.dtype(), "cat: tensor ", i, " has dtype ", dtype_name(t.dtype()), ", tensor 0 has ",
-             dtype_name(first.dtype()));
-    MP_CHECK(t.dim() == first.dim(), "cat: tensor ", i, " has shape ", shape_str(t.sizes()), ", tensor 0 has ",
-             shape_str(first.sizes()));
-    for (int64_t d = 0; d < t.dim(); ++d)
-      MP_CHECK(d == dim || t.size(d) == first.size(d), "cat: sizes must match except in dim ", dim, ": tensor ", i,
-               " has shape ", shape_str(t.sizes()), ", tensor 0 has ", shape_str(first.sizes()));
-    shape[dim] += t.size(dim);
-  }
-  Tensor out = empty(shape, first.options());
-  int64_t at = 0;
-  for (const Tensor& t : ts) {
-    copy_(ops::narrow(out, dim, at, t.size(dim)), t);
-    at += t.size(dim);
-  }
-  return out;
-}
 
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index) {
   MP_CHECK(t.dim() > 0, "index_select: expected at least a 1-D tensor");

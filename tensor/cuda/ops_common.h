@@ -126,7 +126,6 @@ Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& a
 Tensor dropout_mask(const Shape& shape, TensorOptions opts, double p, const RandomSource& src);
 void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const ops::AdamWStep& s);
 // index.cpp
-Tensor cat(const std::vector<Tensor>& ts, int64_t dim);
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor index_add(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src);
 Tensor one_hot(const Tensor& index, int64_t num_classes, DType dtype);

@@ -1,5 +1,5 @@
 // What train_mlp and train_gpt share: the pipeline flags (--stages, --microbatches, --schedule,
-// --virtual, --checkpoint, --comm, --partition, --threads, --comm-timeout, --stage-replicas, and the
+// --virtual, --checkpoint, --comm, --device, --partition, --threads, --comm-timeout, --stage-replicas, and the
 // asynchronous schedules' --window, --no-weight-stashing, --vertical-sync), the
 // data-parallel ones (--dp, --bucket-mb, --no-overlap, --zero1), the launch, Pipe and DataParallel
 // options they make,
@@ -28,6 +28,7 @@ struct PipelineFlags {
   int virtual_chunks = 1;
   std::string checkpoint = "never";
   std::string comm = "local";
+  std::string device = "cpu";
   std::string partition = "uniform";
   int threads = 0;
   double comm_timeout = 300;
@@ -56,7 +57,13 @@ struct PipelineFlags {
     app.add_option("--virtual", virtual_chunks, "chunks per rank (interleaved)")->capture_default_str();
     app.add_option("--checkpoint", checkpoint, "activation checkpointing: never, except_last or always")
         ->capture_default_str();
-    app.add_option("--comm", comm, "communicator: local (ranks are threads) or mpi (run under mpirun -np P)")
+    app.add_option("--comm", comm,
+                   "communicator: local (ranks are threads), mpi (run under mpirun -np P) or nccl (a GPU per rank: "
+                   "threads, or processes under mpirun)")
+        ->capture_default_str();
+    app.add_option("--device", device,
+                   "where ranks compute: cpu, cuda (a GPU per rank, rank r on GPU r mod GPUs) or cuda:N (every rank "
+                   "on GPU N); --comm nccl implies cuda")
         ->capture_default_str();
     app.add_option("--partition", partition, "how to cut the model: uniform, params or time (profiled)")
         ->capture_default_str();
@@ -105,7 +112,7 @@ struct PipelineFlags {
   // threads of this process), one under `mpi` (each process is one rank). With stage replicas, one
   // per replica index: ranks of different stages touch different layers of one copy.
   int model_copies() const {
-    if (comm != "local") return 1;
+    if (comm == "mpi" || (comm == "nccl" && parallel::started_by_mpirun())) return 1;
     return stage_replicas.empty() ? dp : *std::max_element(stage_replicas.begin(), stage_replicas.end());
   }
   // Which copy rank `world_rank` of `grid` trains.
@@ -127,6 +134,7 @@ struct PipelineFlags {
     o.ranks = world();
     o.threads_per_rank = threads;
     o.timeout_s = comm_timeout;
+    o.device = device;
     return o;
   }
 
@@ -151,6 +159,7 @@ struct PipelineFlags {
     o.window = window;
     o.weight_stashing = !no_weight_stashing;
     o.vertical_sync = vertical_sync;
+    o.device = ctx.device;
     return o;
   }
 };

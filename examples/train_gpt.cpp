@@ -257,6 +257,7 @@ int run(const Config& cfg, const examples::PipelineFlags& flags, const examples:
     if (cfg.sample > 0) {
       if (grid.replica == 0) pipe.gather();
       if (lead) {
+        model->to(ctx.device);  // the gathered layers, each where its stage computed, to this rank's device
         nn::SampleOptions so;
         so.temperature = cfg.temperature;
         so.top_k = cfg.top_k;

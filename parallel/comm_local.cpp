@@ -203,6 +203,7 @@ class LocalComm : public Communicator {
   int rank() const override { return rank_; }
   int size() const override { return group_->size(); }
   const char* backend() const override { return "local"; }
+  std::string stopped() const override { return group_->world->aborted() ? group_->world->reason() : ""; }
   LocalGroup& group() const { return *group_; }
 
   std::unique_ptr<Request> isend(const Tensor& t, int dst, int tag, const std::string& what) override {
@@ -268,16 +269,19 @@ class LocalComm : public Communicator {
   void run_all_reduce(const Tensor& t, ReduceOp op) {
     const auto name = [&] { return "rank " + std::to_string(rank_) + " all_reduce"; };
     LocalGroup& g = *group_;
+    // A device tensor is reduced in a host copy (the same adds in the same order as a CPU one, so
+    // the same bits) and copied back: correct on ranks that share a GPU; `nccl` is the fast path.
+    const Tensor host = t.device().is_cpu() ? t : t.to(Device::cpu());
     std::unique_lock<std::mutex> lk(g.mu);
-    g.slots[static_cast<size_t>(rank_)] = t;
+    g.slots[static_cast<size_t>(rank_)] = host;
     g.arrive(lk, timeout(), name);
     check_same_specs("all_reduce", 0);
     lk.unlock();
     // This rank reduces elements [lo, hi) over all ranks, in rank order, and writes the result into
     // every rank's tensor: each element is summed once, so every rank holds the same bits.
     const int P = size();
-    const int64_t n = t.numel(), lo = n * rank_ / P, hi = n * (rank_ + 1) / P;
-    if (P > 1) MP_DISPATCH_ALL(t.dtype(), "all_reduce", [&] {
+    const int64_t n = host.numel(), lo = n * rank_ / P, hi = n * (rank_ + 1) / P;
+    if (P > 1) MP_DISPATCH_ALL(host.dtype(), "all_reduce", [&] {
       std::vector<scalar_t*> ptr;
       for (const Tensor& s : g.slots) ptr.push_back(s.data_ptr<scalar_t>());
       for (int64_t i = lo; i < hi; ++i) {
@@ -290,6 +294,8 @@ class LocalComm : public Communicator {
     lk.lock();
     g.arrive(lk, timeout(), name);
     g.slots[static_cast<size_t>(rank_)] = Tensor();
+    lk.unlock();
+    if (!host.is_same(t)) ops::copy_(t, host);
   }
 
   void broadcast(const Tensor& t, int root) override {
@@ -445,9 +451,12 @@ Tensor LocalRecv::wait() {
     g.wait(lk, comm_.timeout(), [&] { return slot_->matched != nullptr; }, [&] { return description_; });
   }
   SendSlot& msg = *slot_->matched;
-  const TensorSpec got{msg.source.sizes(), msg.source.dtype()};
+  const TensorSpec got{msg.source.sizes(), msg.source.dtype(), msg.source.device()};
   Tensor data;
-  if (got == slot_->expect) data = ops::clone(msg.source);  // on this thread: this rank's memory
+  if (slot_->expect.fits(got.shape, got.dtype)) {  // copied on this thread: this rank's memory
+    data = empty(got.shape, {got.dtype, slot_->expect.device});
+    ops::copy_(data, msg.source);  // across devices too (complete when copy_ returns)
+  }
   {
     std::lock_guard<std::mutex> lk(g.mu);
     // Let go of the sender's tensor before releasing the sender: whatever it frees afterwards is

@@ -16,6 +16,7 @@
 #include <deque>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "tensor/factory.h"
@@ -174,9 +175,9 @@ class MpiRecv : public Request {
     reqs_[0] = MPI_REQUEST_NULL;
     MP_CHECK(header_[0] == kMagic, what_, ": received a message that is not a minipipe tensor");
     const TensorSpec got = spec_of(header_);
-    MP_CHECK(got == expect_, what_, ": got ", got.str(), ", expected ", expect_.str());
+    MP_CHECK(expect_.fits(got.shape, got.dtype), what_, ": got ", got.str(), ", expected ", expect_.str());
     poll(reqs_, timeout_, what_);
-    return data_;
+    return data_.to(expect_.device);  // received in host memory; a device receiver gets a copy there
   }
   bool test() override { return all_done(reqs_); }
 
@@ -199,6 +200,7 @@ class MpiRecv : public Request {
 // the reductions queue per communicator (ReduceQueue) and post them in the order they started.
 struct ReduceState {
   Tensor t, incoming;
+  Tensor device_result;  // a device tensor reduced through `t`, its host copy: gets the result at the end
   ReduceOp op = ReduceOp::Sum;
   int rank = 0, size = 1;
   std::vector<int64_t> bounds;
@@ -268,6 +270,8 @@ class ReduceQueue {
         s->phase = 2;
       } else if (done) {
         s->phase = 3;
+        if (s->device_result.defined()) ops::copy_(s->device_result, s->t);
+        s->device_result = Tensor();
         s->t = Tensor();
         s->incoming = Tensor();
       }
@@ -331,7 +335,8 @@ class MpiComm : public Communicator {
     check_tag("send", tag);
     const std::string d = describe("send", dst, tag, what);
     MP_CHECK(t.defined(), d, ": the tensor is undefined");
-    auto req = std::make_unique<MpiSend>(ops::contiguous(t), std::vector<MPI_Request>{}, timeout(), d);
+    // MPI reads host memory: a device tensor is staged through a host copy (complete on return).
+    auto req = std::make_unique<MpiSend>(ops::contiguous(t.to(Device::cpu())), std::vector<MPI_Request>{}, timeout(), d);
     req->header_ = header_of({t.sizes(), t.dtype()});
     req->reqs_.emplace_back();
     MPI_CHECK(MPI_Isend(req->header_.data(), kHeader, MPI_INT64_T, dst, tag, comm_, &req->reqs_.back()));
@@ -364,7 +369,9 @@ class MpiComm : public Communicator {
     poll(reqs, timeout(), name);
     MP_CHECK(all[0] == -all[1] && all[2] == -all[3], name, ": ranks passed different tensors (between ", -all[1],
              " and ", all[0], " elements; this rank ", TensorSpec{t.sizes(), t.dtype()}.str(), ")");
-    MpiReduce(*reduces_, reduces_->start(t, op, rank_, size_, name), timeout(), name).wait();
+    const Tensor host = t.to(Device::cpu());  // a device tensor is reduced in a host copy
+    MpiReduce(*reduces_, reduces_->start(host, op, rank_, size_, name), timeout(), name).wait();
+    if (!host.is_same(t)) ops::copy_(t, host);
   }
 
   // Trusts the caller to pass the same count on every rank (the blocking form checks it first;
@@ -375,13 +382,23 @@ class MpiComm : public Communicator {
              t.defined() ? shape_str(t.sizes()) + (t.is_contiguous() ? "" : " (not contiguous)") : "undefined");
     MP_CHECK(op == ReduceOp::Sum || is_floating(t.dtype()), name, ": Avg needs a floating-point tensor, got ",
              dtype_name(t.dtype()));
-    return std::make_unique<MpiReduce>(*reduces_, reduces_->start(t, op, rank_, size_, name), timeout(), name);
+    // A device tensor is reduced in a host copy, copied back when the reduction completes.
+    const Tensor host = t.to(Device::cpu());
+    auto state = reduces_->start(host, op, rank_, size_, name);
+    if (!host.is_same(t)) state->device_result = t;
+    return std::make_unique<MpiReduce>(*reduces_, std::move(state), timeout(), name);
   }
 
   void broadcast(const Tensor& t, int root) override {
     const std::string name = "rank " + std::to_string(rank_) + " broadcast from rank " + std::to_string(root);
     MP_CHECK(root >= 0 && root < size_, name, ": root is not a rank of this group of ", size_);
     MP_CHECK(t.defined() && t.is_contiguous(), name, ": needs a defined, contiguous tensor");
+    if (!t.device().is_cpu()) {  // through a host copy
+      const Tensor host = t.to(Device::cpu());
+      broadcast(host, root);
+      ops::copy_(t, host);
+      return;
+    }
     auto header = header_of({t.sizes(), t.dtype()});
     std::vector<MPI_Request> reqs(1);
     MPI_CHECK(MPI_Ibcast(header.data(), kHeader, MPI_INT64_T, root, comm_, &reqs[0]));
@@ -449,15 +466,22 @@ void mpi_abort(int code) {
   std::_Exit(code);
 }
 
-int mpi_ranks_on_this_machine() {
+namespace {
+// This process's rank among the processes of the job on this machine, and how many there are.
+std::pair<int, int> node_rank_and_size() {
   ensure_initialized();
   MPI_Comm node;
   MPI_CHECK(MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node));
-  int n = 1;
+  int r = 0, n = 1;
+  MPI_Comm_rank(node, &r);
   MPI_Comm_size(node, &n);
   MPI_Comm_free(&node);
-  return n;
+  return {r, n};
 }
+}  // namespace
+
+int mpi_ranks_on_this_machine() { return node_rank_and_size().second; }
+int mpi_local_rank() { return node_rank_and_size().first; }
 
 }  // namespace minipipe::parallel
 
@@ -476,6 +500,7 @@ std::unique_ptr<Communicator> mpi_world() {
 void mpi_abort(int code) { std::_Exit(code); }
 
 int mpi_ranks_on_this_machine() { return 1; }
+int mpi_local_rank() { return 0; }
 
 }  // namespace minipipe::parallel
 

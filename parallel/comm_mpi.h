@@ -25,5 +25,7 @@ std::unique_ptr<Communicator> mpi_world();
 // Ranks of this job on this machine (MPI_Comm_split_type with MPI_COMM_TYPE_SHARED), for the
 // intra-op thread budget.
 int mpi_ranks_on_this_machine();
+// This process's index among them (which GPU of the machine is its own).
+int mpi_local_rank();
 
 }  // namespace minipipe::parallel

@@ -11,7 +11,9 @@
 
 namespace minipipe::parallel {
 
-std::string TensorSpec::str() const { return std::string(dtype_name(dtype)) + " " + shape_str(shape); }
+std::string TensorSpec::str() const {
+  return std::string(dtype_name(dtype)) + " " + shape_str(shape) + (device.is_cpu() ? "" : " on " + device.str());
+}
 
 namespace {
 class Finished : public Request {

@@ -15,11 +15,15 @@ namespace minipipe::parallel {
 
 enum class ReduceOp { Sum, Avg };
 
-// What a receive expects: a message of another shape or dtype is an error naming both ranks.
+// What a receive expects: a message of another shape or dtype is an error naming both ranks. The
+// received tensor lands on `device` (the receiver's choice: the sender's tensor may sit elsewhere).
 struct TensorSpec {
   Shape shape;
   DType dtype = DType::Float32;
-  std::string str() const;  // "float32 [4, 16]"
+  Device device = Device::cpu();
+  std::string str() const;  // "float32 [4, 16]", "float32 [4, 16] on cuda:1"
+  // Whether a message of `shape` and `dtype` fits this spec (the device is the receiver's to pick).
+  bool fits(const Shape& s, DType t) const { return s == shape && t == dtype; }
   friend bool operator==(const TensorSpec&, const TensorSpec&) = default;
 };
 
@@ -45,7 +49,14 @@ class Communicator {
   virtual ~Communicator() = default;
   virtual int rank() const = 0;
   virtual int size() const = 0;
-  virtual const char* backend() const = 0;  // "local", "mpi"
+  virtual const char* backend() const = 0;  // "local", "mpi", "nccl"
+  // Every backend moves CPU and CUDA tensors: `local` copies device to device, `mpi` stages device
+  // tensors through host memory, `nccl` sends from and receives into its rank's GPU (device()).
+  // The rank's own device for `nccl`; the CPU for `local` and `mpi`.
+  virtual Device device() const { return Device::cpu(); }
+  // Why this rank's group was stopped (another rank failed and launch() cancelled the rest), or ""
+  // while it runs. `local` sets it; a communicator layered on another (`nccl`) checks it in its waits.
+  virtual std::string stopped() const { return {}; }
 
   // ---- point to point ----
   // `tag` (0 <= tag < kMaxTag) tells apart messages between the same two ranks; messages with the

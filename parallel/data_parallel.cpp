@@ -74,6 +74,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator& replicas, D
   for (size_t k = params_.size(); k-- > 0;) {
     const Tensor& p = params_[k];
     const bool fresh = buckets_.empty() || buckets_.back().dtype != p.dtype() ||
+                       params_[buckets_.back().params.front()].device() != p.device() ||
                        static_cast<double>((buckets_.back().numel + p.numel()) * element_size(p.dtype())) > cap;
     if (fresh) buckets_.push_back({{}, 0, p.dtype()});
     buckets_.back().params.push_back(k);
@@ -83,7 +84,7 @@ DataParallel::DataParallel(std::vector<Tensor> params, Communicator& replicas, D
   // One replica: the gradients already are the mean, so no buffers, hooks or reductions (the
   // trainers always build a DataParallel; at --dp 1 it must cost nothing).
   if (!solo())
-    for (const Bucket& b : buckets_) flat_.push_back(zeros({b.numel}, b.dtype));
+    for (const Bucket& b : buckets_) flat_.push_back(zeros({b.numel}, params_[b.params.front()].options()));
   ready_.assign(buckets_.size(), 0);
   reached_.assign(params_.size(), 0);
 

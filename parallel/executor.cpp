@@ -208,6 +208,7 @@ void Executor::forward_action(Run& r, int c, int m) {
   const Action a{c, Op::F, m};
   Tensor x = c == 0 ? r.mb.inputs[static_cast<size_t>(m)] : take(in_f_[at(c, m)], "input", a);
   MP_CHECK(x.defined(), "executor: rank ", rank_, " has no inputs for micro-batch ", m);
+  x = x.to(ch.device);  // the batch arrives on the CPU; the chunk may sit on a GPU
   MP_CHECK(c == 0 || !train || is_floating(x.dtype()), "executor: chunk ", c, "'s input is ", dtype_name(x.dtype()),
            "; a stage boundary must be floating point to carry a gradient back");
   // The same dropout masks as the whole batch on one device: keyed by this step and the rows' global index.
@@ -227,7 +228,7 @@ void Executor::forward_action(Run& r, int c, int m) {
     // its own: a view, whose backward passes the gradient to the input.
     if (y.is_same(x)) y = view(x, x.sizes());
     if (train && last) {
-      loss = (*r.loss)(y, r.mb.targets[static_cast<size_t>(m)]);
+      loss = (*r.loss)(y, r.mb.targets[static_cast<size_t>(m)].to(ch.device));
       MP_CHECK(loss.defined() && loss.numel() == 1, "executor: the loss must be a scalar, got ",
                loss.defined() ? shape_str(loss.sizes()) : "undefined");
       r.loss_sum += loss.item();
@@ -267,7 +268,7 @@ void Executor::backward_action(Run& r, int c, int m) {
     x = x.detach();
     if (c > 0) x.set_requires_grad(true);
     Tensor y = chunk(c).module->forward(x);
-    root = last ? (*r.loss)(y, r.mb.targets[static_cast<size_t>(m)]) : y;
+    root = last ? (*r.loss)(y, r.mb.targets[static_cast<size_t>(m)].to(chunk(c).device)) : y;
     rc.generator = now;
   }
   // The loss of one micro-batch is a mean over its rows: scaled by 1/M, the gradients summed over
@@ -309,6 +310,7 @@ void Executor::recv_forward(int c, int m, int rows) {
   const Action a{c, Op::RECV_F, m};
   TensorSpec want = input_specs_[static_cast<size_t>(c)];
   want.shape.insert(want.shape.begin(), rows);
+  want.device = chunk(c).device;
   in_f_[at(c, m)] = comm_.recv(want, program_.rank_of(c - 1, m), forward_tag(c - 1, m), to_string(a));
   received_[at(c, m)] = true;
 }
@@ -322,7 +324,7 @@ void Executor::send_backward(int c, int m) {
 void Executor::recv_backward(int c, int m) {
   const Action a{c, Op::RECV_B, m};
   const Stash& s = stash_[at(c, m)];
-  in_b_[at(c, m)] = comm_.recv({s.out_shape, s.out_dtype}, program_.rank_of(c + 1, m), backward_tag(c + 1, m),
+  in_b_[at(c, m)] = comm_.recv({s.out_shape, s.out_dtype, chunk(c).device}, program_.rank_of(c + 1, m), backward_tag(c + 1, m),
                                to_string(a));
 }
 

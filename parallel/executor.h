@@ -32,6 +32,8 @@ struct Chunk {
   int index = 0;                          // its place in the model: 0 .. C-1
   std::shared_ptr<nn::Sequential> module;  // its layers, a slice of the model
   std::shared_ptr<RandomContext> random;   // bound to `module`: its dropout masks
+  Device device = Device::cpu();           // where its layers live: inputs, targets and received
+                                           // tensors are brought here
 };
 
 // The loss of one micro-batch: the mean over its rows (as cross_entropy), a scalar.

@@ -193,7 +193,9 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
   // This rank's chunks: slices sharing the model's layers, each with its own random context.
   for (int c = 0; c < C; ++c) {
     if (!program_.runs_on(rank(), c)) continue;
-    Chunk ch{c, model_->slice(partition_.begin(c), partition_.end(c)), std::make_shared<RandomContext>(opts_.seed)};
+    Chunk ch{c, model_->slice(partition_.begin(c), partition_.end(c)), std::make_shared<RandomContext>(opts_.seed),
+             opts_.device};
+    ch.module->to(opts_.device);  // in place: the model's own handles follow
     ch.random->generator.manual_seed(mix64(opts_.seed + static_cast<uint64_t>(c) + 1));
     ch.module->set_random_context(ch.random);
     chunks_.push_back(std::move(ch));
@@ -298,7 +300,7 @@ std::vector<TensorSpec> Pipe::infer_specs(const Tensor& inputs) {
     const TensorSpec& in = specs[static_cast<size_t>(c)];
     Shape one = in.shape;
     one.insert(one.begin(), 1);
-    Tensor x = c == 0 ? ops::narrow(inputs, 0, 0, 1) : zeros(one, in.dtype);
+    Tensor x = c == 0 ? ops::narrow(inputs, 0, 0, 1).to(ch.device) : zeros(one, {in.dtype, ch.device});
     const bool was_training = ch.module->is_training();
     ch.module->eval();
     Tensor y = ch.module->forward(x);
@@ -381,7 +383,7 @@ void Pipe::sum_replica_gradients() {
   for (const Tensor& p : params) n += p.numel();
   if (n == 0) return;
   const DType dtype = params.front().dtype();  // one dtype: checked in the constructor
-  Tensor flat = zeros({n}, dtype);
+  Tensor flat = zeros({n}, {dtype, opts_.device});
   int64_t at = 0;
   for (const Tensor& p : params) {
     if (p.grad().defined()) ops::copy_(ops::narrow(flat, 0, at, p.numel()), ops::reshape(p.grad(), {-1}));
@@ -429,7 +431,7 @@ Tensor Pipe::predict(const Tensor& inputs) {
   eval();
   std::vector<Tensor> out = forward_executor(M, specs).forward(split(inputs, {}, M), step_);
   for (size_t i = 0; i < chunks_.size(); ++i) chunks_[i].module->train(was[i]);
-  return is_last_stage() ? ops::cat(out, 0) : Tensor();
+  return is_last_stage() ? ops::cat(out, 0).to(Device::cpu()) : Tensor();
 }
 
 double Pipe::evaluate(const Tensor& inputs, const Tensor& targets,
@@ -503,6 +505,7 @@ void Pipe::gather() {
   // Into rank 0's copy of the whole model (under `local` the very same tensors: a harmless copy).
   // From each stage's first replica (the others hold the same weights).
   if (rank() == 0) {
+    // Checkpoint tensors travel as CPU tensors (on `nccl`, over the host communicator).
     for (int r = 1; r < comm_.size(); ++r) {
       if (!counts_as_owner(r)) continue;
       int tag = kCheckpointTag;  // each rank numbers its tensors from the same first tag
@@ -515,7 +518,7 @@ void Pipe::gather() {
   } else if (counts_as_owner(rank())) {
     int tag = kCheckpointTag;
     for_each_local_tensor(rank(), [&](const std::string& name, const Tensor& t) {
-      comm_.send(t.detach(), 0, tag++, "checkpoint tensor '" + name + "'");
+      comm_.send(t.detach().to(Device::cpu()), 0, tag++, "checkpoint tensor '" + name + "'");
     });
   }
 }
@@ -545,7 +548,7 @@ void Pipe::load(const std::string& path) {
     for (int r = 1; r < comm_.size(); ++r) {  // to every rank, stage replicas included
       int tag = kCheckpointTag;
       for_each_local_tensor(r, [&](const std::string& name, const Tensor& t) {
-        comm_.send(t.detach(), r, tag++, "checkpoint tensor '" + name + "'");
+        comm_.send(t.detach().to(Device::cpu()), r, tag++, "checkpoint tensor '" + name + "'");
       });
     }
   } else {

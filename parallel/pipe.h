@@ -43,6 +43,8 @@ struct PipeOptions {
   bool weight_stashing = true;         // pipedream: B reads the weights its F read (false: the newest; for
                                        // teaching what stashing fixes)
   bool vertical_sync = false;          // pipedream: every stage reads the version stage 0 read
+  Device device = Device::cpu();       // where this rank's chunks compute (RankContext::device): its
+                                       // layers move there; batches come and outputs go on the CPU
 };
 
 class Pipe {
@@ -61,7 +63,7 @@ class Pipe {
   // there — so dropout masks are those of the same rows in the whole batch.
   double train_step(const Tensor& inputs, const Tensor& targets, int64_t first_row = 0);
   // Forward only, in eval mode without a graph (collective): the model's output [B, ...] on the
-  // last stage's rank, an undefined tensor elsewhere. Any B: cut into min(M, B) near-equal parts.
+  // last stage's rank (on the CPU), an undefined tensor elsewhere. Any B: cut into min(M, B) near-equal parts.
   Tensor predict(const Tensor& inputs);
   // Sum over the micro-batches of metric(output, targets) (e.g. correct predictions, or the
   // summed loss), computed on the last stage's rank and returned on every rank (collective).

@@ -8,6 +8,7 @@
 #include "comm_suite.h"
 #include "parallel/comm_local.h"
 #include "parallel/launch.h"
+#include "tensor/device.h"
 #include "tensor/threads.h"
 
 namespace minipipe::parallel {
@@ -163,8 +164,23 @@ TEST(LocalLaunch, BadOptions) {
   LaunchOptions opts;
   opts.ranks = 0;
   EXPECT_THROW(launch(opts, [](RankContext&) {}), Error);
-  EXPECT_THROW(parse_backend("nccl"), Error);
+  EXPECT_THROW(parse_backend("gloo"), Error);
   EXPECT_EQ(parse_backend("mpi"), Backend::Mpi);
+  EXPECT_EQ(parse_backend("nccl"), Backend::Nccl);
+  EXPECT_STREQ(backend_name(Backend::Nccl), "nccl");
+  EXPECT_THROW(rank_device("tpu", 0), Error);
+  EXPECT_EQ(rank_device("cpu", 3), Device::cpu());
+  if (cuda_device_count() == 0) {  // asking for a GPU where there is none: an error naming it
+    opts.ranks = 1;
+    opts.device = "cuda";
+    EXPECT_THROW(launch(opts, [](RankContext&) {}), Error);
+    opts.backend = Backend::Nccl;
+    opts.device = "cpu";
+    EXPECT_THROW(launch(opts, [](RankContext&) {}), Error);
+  } else {  // "cuda": rank r on GPU r mod GPUs
+    EXPECT_EQ(rank_device("cuda", cuda_device_count()), Device::cuda(0));
+    EXPECT_EQ(rank_device("cuda", 1), Device::cuda(1 % cuda_device_count()));
+  }
 }
 
 }  // namespace

@@ -7,7 +7,11 @@
 #include <filesystem>
 #include <regex>
 #include <string>
+#include <utility>
+#include <vector>
 
+#include "parallel/nccl/comm_nccl.h"
+#include "tensor/device.h"
 #include "tests/run_program.h"
 
 namespace {
@@ -91,12 +95,14 @@ TEST(TrainMlpPipeline, CheckpointFromTwoStagesLoadsIntoOneAndThree) {
 }
 
 TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
-  const std::pair<const char*, const char*> cases[] = {
+  std::vector<std::pair<const char*, const char*>> cases = {
       {"--stages 9", "cannot cut a model of 5 layers into 9 chunks"},
       {"--stages 2 --microbatches 3", "--batch 128 does not split into --dp 1 replicas x --microbatches 3"},
       {"--stages 2 --schedule chimera", "unknown schedule 'chimera'"},
       {"--stages 2 --checkpoint sometimes", "unknown checkpoint mode 'sometimes'"},
-      {"--stages 2 --comm nccl", "unknown communicator 'nccl'"},
+      {"--stages 2 --comm gloo", "unknown communicator 'gloo'"},
+      {"--device tpu", "unknown device 'tpu'"},
+      {"--device cuda:7", "device cuda:7"},
       {"--stages 2 --partition even", "unknown partition 'even'"},
       {"--stages 3 --microbatches 7 --schedule interleaved --virtual 2 --batch 140 --hidden 64,64,64", "M=7"},
       {"--stages 2 --virtual 2", "--virtual 2 needs --schedule interleaved"},
@@ -113,6 +119,11 @@ TEST(TrainMlpPipeline, BadPipelineFlagsExitNonZeroNamingThem) {
       {"--stages 2 --schedule pipedream --dp 2 --microbatches 2", "--schedule pipedream and --dp 2 do not combine"},
       {"--stages 2 --window 2", "--window 2 applies to --schedule 2bw, not 1f1b"},
   };
+  // nccl needs a GPU per rank: without two, the error says what is missing (the build or the GPUs).
+  if (minipipe::cuda_device_count() < 2)
+    cases.emplace_back("--stages 2 --comm nccl",
+                       minipipe::parallel::nccl_is_built() ? "--comm nccl needs one GPU per rank: 2 ranks on this machine"
+                                                 : "has no NCCL backend");
   for (const auto& [flags, message] : cases) {
     const ProgramResult r = run_program("train_mlp", std::string("--max-steps 1 ") + flags);
     EXPECT_EQ(r.status, 1) << flags << "\n" << r.output;

@@ -5,7 +5,9 @@
 // the same rule as the CPU (tensor/cpu/matmul.cpp). Float32 with float32 accumulation; TF32 tensor
 // cores when cuda::set_allow_tf32(true). The handle is the device's, bound to its compute stream.
 #include <algorithm>
+#include <array>
 #include <climits>
+#include <mutex>
 
 #include "tensor/cuda/ops_common.h"
 #include "tensor/op_checks.h"
@@ -44,6 +46,10 @@ void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const f
   set_device(device);
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
   const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  // One handle per device, shared by every rank thread on it (several pipeline stages may share a
+  // GPU): cuBLAS does not promise that one handle is safe to call from two threads at once.
+  static std::array<std::mutex, 64> handle_mutex;
+  std::lock_guard<std::mutex> lock(handle_mutex[static_cast<size_t>(device) % handle_mutex.size()]);
   CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
       ctx.cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
       static_cast<int>(n), static_cast<int>(k), &alpha, B, CUDA_R_32F, static_cast<int>(ldb), sb, A, CUDA_R_32F,

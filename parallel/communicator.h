@@ -1,8 +1,9 @@
 // The Communicator: how ranks exchange tensors. Point to point (blocking and non-blocking send and
 // receive with tags) and collectives (all_reduce, broadcast, barrier, split into sub-groups) behind
-// one interface with two backends: `local` — every rank a thread of this process (comm_local.h) —
-// and `mpi` — one process per rank under mpirun (comm_mpi.h). The executor, the pipeline and the
-// tests see only this; parallel/ never touches an MPI type.
+// one interface with three backends: `local` — every rank a thread of this process (comm_local.h) —,
+// `mpi` — one process per rank under mpirun (comm_mpi.h) — and `nccl` — a GPU per rank
+// (nccl/comm_nccl.h). The executor, the pipeline and the tests see only this; parallel/ outside
+// nccl/ never touches an MPI, CUDA or NCCL type.
 #pragma once
 
 #include <memory>

@@ -344,15 +344,19 @@ class NcclComm : public Communicator {
       if (st == cudaSuccess) return;
       if (st != cudaErrorNotReady) CUDA_CHECK(st);
       check_alive(link, what);
-      if (Clock::now() >= deadline) {
-        abort_all(what + " timed out");
-        MP_CHECK(false, what, ": nothing after ", timeout(),
-                 " s (the peer may have stopped, be stuck, or run a different schedule; on nccl a CPU tensor's "
-                 "send must meet a CPU receive and a GPU tensor's a GPU receive; the timeout is "
-                 "Communicator::set_timeout / --comm-timeout)");
-      }
+      fail_if_overdue(deadline, what);
       if (spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
+  }
+
+  // Past the deadline: abort this rank's NCCL communicators and throw, naming the wait.
+  void fail_if_overdue(Clock::time_point deadline, const std::string& what) {
+    if (Clock::now() < deadline) return;
+    abort_all(what + " timed out");
+    MP_CHECK(false, what, ": nothing after ", timeout(),
+             " s (the peer may have stopped, be stuck, or run a different schedule; on nccl a CPU tensor's "
+             "send must meet a CPU receive and a GPU tensor's a GPU receive; the timeout is "
+             "Communicator::set_timeout / --comm-timeout)");
   }
 
   bool event_done(cudaEvent_t done) {
@@ -380,13 +384,7 @@ class NcclComm : public Communicator {
       }
       if (drain_step(src, what)) continue;
       check_alive(l.comm, what);
-      if (Clock::now() >= deadline) {
-        abort_all(what + " timed out");
-        MP_CHECK(false, what, ": nothing after ", timeout(),
-                 " s (the peer may have stopped, be stuck, or run a different schedule; on nccl a CPU tensor's "
-                 "send must meet a CPU receive and a GPU tensor's a GPU receive; the timeout is "
-                 "Communicator::set_timeout / --comm-timeout)");
-      }
+      fail_if_overdue(deadline, what);
       if (spins > 200) std::this_thread::sleep_for(std::chrono::microseconds(20));
     }
   }

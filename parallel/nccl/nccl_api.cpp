@@ -4,50 +4,38 @@
 
 #ifdef MINIPIPE_WITH_NCCL
 
-#include <dlfcn.h>
-
 #include <mutex>
 #include <string>
 
+#include "tensor/cuda/shared_library.h"
+
 namespace minipipe::parallel::nccl {
-
-namespace {
-
-template <typename Fn>
-void find(void* lib, const std::string& lib_name, const char* symbol, Fn& out) {
-  void* p = dlsym(lib, symbol);
-  MP_CHECK(p != nullptr, "NCCL: ", lib_name, " has no symbol ", symbol, " (an NCCL older than the headers minipipe ",
-           "was built with, ", NCCL_MAJOR, ".", NCCL_MINOR, "?)");
-  out = reinterpret_cast<Fn>(p);
-}
-
-}  // namespace
 
 const NcclApi& api() {
   static NcclApi a;
   static std::once_flag once;
   std::call_once(once, [] {
-    const std::string name = "libnccl.so." + std::to_string(NCCL_MAJOR);
-    void* lib = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
 #ifdef MINIPIPE_NCCL_LIBRARY_DIR  // where CMake found it, when the loader's path lacks it
-    if (!lib) lib = dlopen((std::string(MINIPIPE_NCCL_LIBRARY_DIR) + "/" + name).c_str(), RTLD_NOW | RTLD_LOCAL);
+    const std::string dir = MINIPIPE_NCCL_LIBRARY_DIR;
+#else
+    const std::string dir;
 #endif
-    MP_CHECK(lib != nullptr, "NCCL: cannot load ", name, ": ", dlerror(),
-             " (is the CUDA toolkit's lib64, which ships NCCL, on the library path?)");
-    find(lib, name, "ncclGetVersion", a.get_version);
-    find(lib, name, "ncclGetUniqueId", a.get_unique_id);
-    find(lib, name, "ncclCommInitRank", a.comm_init_rank);
-    find(lib, name, "ncclCommDestroy", a.comm_destroy);
-    find(lib, name, "ncclCommAbort", a.comm_abort);
-    find(lib, name, "ncclCommGetAsyncError", a.comm_get_async_error);
-    find(lib, name, "ncclGetErrorString", a.get_error_string);
-    find(lib, name, "ncclGetLastError", a.get_last_error);
-    find(lib, name, "ncclAllReduce", a.all_reduce);
-    find(lib, name, "ncclBroadcast", a.broadcast);
-    find(lib, name, "ncclSend", a.send);
-    find(lib, name, "ncclRecv", a.recv);
-    find(lib, name, "ncclGroupStart", a.group_start);
-    find(lib, name, "ncclGroupEnd", a.group_end);
+    const cuda::SharedLibrary lib("NCCL", "libnccl.so." + std::to_string(NCCL_MAJOR), dir,
+                                  "is the CUDA toolkit's lib64, which ships NCCL, on the library path?");
+    lib.find("ncclGetVersion", a.get_version);
+    lib.find("ncclGetUniqueId", a.get_unique_id);
+    lib.find("ncclCommInitRank", a.comm_init_rank);
+    lib.find("ncclCommDestroy", a.comm_destroy);
+    lib.find("ncclCommAbort", a.comm_abort);
+    lib.find("ncclCommGetAsyncError", a.comm_get_async_error);
+    lib.find("ncclGetErrorString", a.get_error_string);
+    lib.find("ncclGetLastError", a.get_last_error);
+    lib.find("ncclAllReduce", a.all_reduce);
+    lib.find("ncclBroadcast", a.broadcast);
+    lib.find("ncclSend", a.send);
+    lib.find("ncclRecv", a.recv);
+    lib.find("ncclGroupStart", a.group_start);
+    lib.find("ncclGroupEnd", a.group_end);
   });
   return a;
 }

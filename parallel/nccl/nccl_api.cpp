@@ -1,8 +1,8 @@
 // Loading NCCL at run time (nccl_api.h says why): dlopen the library, look up the functions the
 // communicator calls, keep them for the life of the process. Compiled only in builds with NCCL.
-#include "parallel/nccl/nccl_api.h"
-
 #ifdef MINIPIPE_WITH_NCCL
+
+#include "parallel/nccl/nccl_api.h"
 
 #include <mutex>
 #include <string>

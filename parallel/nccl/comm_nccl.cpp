@@ -9,8 +9,8 @@
 //   both directions two ranks sending to each other before receiving would deadlock, where the
 //   contract (and `local`) lets them. All 2(P-1) links are created in one grouped init and connected
 //   by a one-element exchange at construction, so no later send blocks the host on a connection.
-// - Tags. NCCL has none. Every message is a header (magic, tag, dtype, shape: 12 int64) and the
-//   payload, sent as one group. The receiver drains a source in the order it sent: it reads a
+// - Tags. NCCL has none. Every message is a header (magic, tag, dtype, shape: 12 int64) and then
+//   the payload. The receiver drains a source in the order it sent: it reads a
 //   header back to the host (one synchronisation), allocates the payload, receives it into a
 //   per-(source, tag) mailbox, and repeats until the message it waits for is there. So messages
 //   with different tags may be received in any order, as on `local` and `mpi`.
@@ -216,19 +216,16 @@ class NcclComm : public Communicator {
 
   ~NcclComm() override {
     cuda::set_device(device_);
-    if (!aborted_) {
-      // Destroying a communicator with a transfer still queued would wait for it forever, and while
-      // an error unwinds the peers may be gone: abort then instead.
-      bool idle = std::uncaught_exceptions() == 0 && cudaStreamQuery(world_stream_) == cudaSuccess;
-      for (int j = 0; j < size_; ++j)
-        if (j != rank_)
-          idle = idle && cudaStreamQuery(to_[static_cast<size_t>(j)].stream) == cudaSuccess &&
-                 cudaStreamQuery(from_[static_cast<size_t>(j)].stream) == cudaSuccess;
-      if (!idle) abort_all("destroyed with transfers in flight");
-    }
-    for (ncclComm_t c : comms())
-      if (c) api().comm_destroy(c);
-    if (!aborted_) sweep(true);
+    bool idle = !aborted_ && std::uncaught_exceptions() == 0 && cudaStreamQuery(world_stream_) == cudaSuccess;
+    for (int j = 0; j < size_; ++j)
+      if (j != rank_)
+        idle = idle && cudaStreamQuery(to_[static_cast<size_t>(j)].stream) == cudaSuccess &&
+               cudaStreamQuery(from_[static_cast<size_t>(j)].stream) == cudaSuccess;
+    if (idle) sweep(true);  // every transfer finished: free what dropped requests lent to them
+    // Aborted, not destroyed: ncclCommDestroy finalizes, which may wait for the peer of each link,
+    // and ranks reach their links in different orders; an abort is local (and, with transfers still
+    // queued or an error unwinding, the only way out).
+    abort_all("the communicator was destroyed");
     for (Inbound& in : inbound_) {
       for (auto& [tag, box] : in.by_tag)
         for (auto& [index, a] : box.messages) cudaEventDestroy(a.done);
@@ -269,12 +266,11 @@ class NcclComm : public Communicator {
     const Link& l = to_[static_cast<size_t>(dst)];
     cuda::set_device(device_);
     cuda::stream_wait(l.stream, cuda::compute_stream(device_), device_);
-    NCCL_CHECK(api().group_start());
+    // Two operations, as the receiver posts them (it learns the payload's size from the header).
     NCCL_CHECK(api().send(header.raw_data(), kHeader, ncclInt64, 1, l.comm, l.stream));
     if (data.numel() > 0)
       NCCL_CHECK(api().send(data.raw_data(), static_cast<size_t>(data.numel()), nccl_type(data.dtype()), 1, l.comm,
                             l.stream));
-    NCCL_CHECK(api().group_end());
     return std::make_unique<NcclSend>(*this, std::vector<Tensor>{header, data}, record_event(l.stream), l.comm, d);
   }
 

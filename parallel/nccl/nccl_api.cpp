@@ -25,7 +25,6 @@ const NcclApi& api() {
     lib.find("ncclGetVersion", a.get_version);
     lib.find("ncclGetUniqueId", a.get_unique_id);
     lib.find("ncclCommInitRank", a.comm_init_rank);
-    lib.find("ncclCommDestroy", a.comm_destroy);
     lib.find("ncclCommAbort", a.comm_abort);
     lib.find("ncclCommGetAsyncError", a.comm_get_async_error);
     lib.find("ncclGetErrorString", a.get_error_string);

@@ -14,7 +14,6 @@ struct NcclApi {
   ncclResult_t (*get_version)(int*);
   ncclResult_t (*get_unique_id)(ncclUniqueId*);
   ncclResult_t (*comm_init_rank)(ncclComm_t*, int, ncclUniqueId, int);
-  ncclResult_t (*comm_destroy)(ncclComm_t);
   ncclResult_t (*comm_abort)(ncclComm_t);
   ncclResult_t (*comm_get_async_error)(ncclComm_t, ncclResult_t*);
   const char* (*get_error_string)(ncclResult_t);

@@ -102,7 +102,9 @@ struct Arrived {
   cudaEvent_t done = nullptr;
 };
 
-// One (source, tag): the k-th receive posted for it takes the k-th message that arrives with it.
+// One (source, tag): the k-th receive posted for it takes the k-th message that arrives with it. A
+// receive dropped before its wait() still owns its message (on `local` it is taken back): drops
+// happen when a wait failed, and a failed wait aborts the communicator anyway.
 struct TagBox {
   int64_t posted = 0, arrived = 0;
   std::map<int64_t, Arrived> messages;  // arrived, not yet taken, by arrival index

@@ -25,18 +25,21 @@ inline float blend(bool c, float a, float b) {
   return std::bit_cast<float>((std::bit_cast<uint32_t>(a) & m) | (std::bit_cast<uint32_t>(b) & ~m));
 }
 
-// exp(x), Cephes expf's algorithm: x = n ln2 + r with |r| <= ln2 / 2 (n = round(x log2 e) by the
+// exp(x), Cephes expf's algorithm: x = n ln2 + r with |r| <= ln2 / 2 (n = round(x log2e) by the
 // 1.5 * 2^23 trick), e^r by a degree-7 polynomial, then 2^n applied in two halves so results
 // underflow gradually to subnormals and 0 (x < -103.98 gives 0, exp(-inf) = 0) and overflow to
 // inf (x > 88.73). Max error 1 ulp over all float inputs (normal and subnormal results).
-inline float exp_poly(float a) {
-  // Clamping keeps n in [-150, 128]; NaN passes through both comparisons unchanged.
-  float x = a < -104.0f ? -104.0f : a;
-  x = x > 89.0f ? 89.0f : x;
-  const float kShift = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+//
+// Written for a short dependency chain (the vectorised loop is bound by it, not by the number of
+// operations): the input is not clamped first; out-of-range x (and inf) run through with
+// meaningless intermediates and are replaced by 0 or inf at the end, where the two compares sit
+// beside the chain. NaN propagates through the arithmetic (both compares are false).
+inline float exp_poly(float x) {
+  // 1.5 * 2^23 + 254: adding it rounds x log2e to an integer n in the low bits, and the bits of t
+  // are then 0x4b400000 + 254 + n, from which the two scale factors below come by shifts alone.
+  const float kShift = 12583166.0f;
   const float t = std::fma(x, 1.44269504088896341f, kShift);
   const float n = t - kShift;
-  const int32_t ni = static_cast<int32_t>(std::bit_cast<uint32_t>(t) - std::bit_cast<uint32_t>(kShift));
   float r = std::fma(n, -0.693359375f, x);  // ln2 in two parts
   r = std::fma(n, 2.12194440e-4f, r);
   float p = 1.9875691500e-4f;
@@ -45,12 +48,20 @@ inline float exp_poly(float a) {
   p = std::fma(p, r, 4.1665795894e-2f);
   p = std::fma(p, r, 1.6666665459e-1f);
   p = std::fma(p, r, 5.0000001201e-1f);
-  p = std::fma(p, r * r, r) + 1.0f;
-  // 2^n = 2^n1 2^n2, each a normal float; p 2^n1 is exact, the last product rounds once.
-  const int32_t n1 = ni >> 1, n2 = ni - n1;
-  const float s1 = std::bit_cast<float>(static_cast<uint32_t>(n1 + 127) << 23);
-  const float s2 = std::bit_cast<float>(static_cast<uint32_t>(n2 + 127) << 23);
-  return p * s1 * s2;
+  p = std::fma(p, r * r, r);  // e^r - 1
+  // 2^n = 2^n2 2^n1, n1 = floor(n / 2), n2 = n - n1, each a normal float for n in [-150, 128]:
+  // (bits(t) >> 1) << 23 = (127 + n1) << 23 and bits(t) << 23 = (254 + n) << 23 (the high bits
+  // of 0x4b400000 shift out). (1 + p) 2^n2 is exact, so the fma rounds exactly as 1 + p does; the
+  // last product rounds once (a subnormal result rounds correctly).
+  const uint32_t bt = std::bit_cast<uint32_t>(t);
+  const uint32_t e1 = (bt >> 1) << 23;
+  const float s1 = std::bit_cast<float>(e1), s2 = std::bit_cast<float>((bt << 23) - e1);
+  const float y = std::fma(p, s2, s2) * s1;
+  // Below -104 the result is 0 and above 89 inf (where n would leave [-150, 128]). Plain selects:
+  // GCC turns these two into masks (the first even into zero-masking of the arithmetic).
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const float lo = x < -104.0f ? 0.0f : y;
+  return x > 89.0f ? kInf : lo;
 }
 
 // log(x), Cephes logf's algorithm: x = 2^k m with m in [sqrt(1/2), sqrt(2)) (subnormal x scaled

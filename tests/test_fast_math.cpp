@@ -49,8 +49,9 @@ struct Fn {
   int64_t bound;    // max ulps stated in fast_math.h
 };
 
-// The bounds below are the measured maxima over this sweep (and over every 7th pattern, run once
-// by hand): exp 1, log 1, tanh 1, sigmoid 2, GELU 12 on |x| <= 3 and 198 on |x| <= 10.
+// The bounds below are the measured maxima over every float (MINIPIPE_FAST_MATH_STRIDE=1, run once
+// by hand): exp 1, log 1, tanh 1, sigmoid 2, GELU 13 on |x| <= 3 and 211 on |x| <= 10. This
+// sweep alone finds exp 1, log 1, tanh 1, sigmoid 2, GELU 12 and 198.
 std::vector<Fn> functions() {
   return {
       {"exp", [](const Tensor& x) { return ops::exp(x); }, cpu::exp_poly, [](double x) { return std::exp(x); },
@@ -61,8 +62,8 @@ std::vector<Fn> functions() {
        -kInf, kInf, 1},
       {"sigmoid", [](const Tensor& x) { return ops::sigmoid(x); }, cpu::sigmoid_poly,
        [](double x) { return 1 / (1 + std::exp(-x)); }, -kInf, kInf, 2},
-      {"gelu_3", [](const Tensor& x) { return ops::gelu(x); }, cpu::gelu_poly, gelu_ref, -3, 3, 12},
-      {"gelu_10", [](const Tensor& x) { return ops::gelu(x); }, cpu::gelu_poly, gelu_ref, -10, 10, 200},
+      {"gelu_3", [](const Tensor& x) { return ops::gelu(x); }, cpu::gelu_poly, gelu_ref, -3, 3, 13},
+      {"gelu_10", [](const Tensor& x) { return ops::gelu(x); }, cpu::gelu_poly, gelu_ref, -10, 10, 211},
   };
 }
 

@@ -165,6 +165,38 @@ TEST(FastMath, SpecialValues) {
   EXPECT_TRUE(std::isnan(cpu::gelu_poly(kNaN)));
 }
 
+// exp_poly_upto89 (softmax rows, sigmoid) and exp_poly_from_m104 (tanh) leave out one of exp_poly's
+// fix-ups: on their domains they give exp_poly's bits, in a vectorised loop as in a scalar call.
+TEST(FastMath, ExpWithoutOneFixUpHasExpPolysBits) {
+  std::vector<float> xs, upto, from, full;
+  for (uint64_t b = 0; b < (uint64_t{1} << 32); b += 97) xs.push_back(std::bit_cast<float>(static_cast<uint32_t>(b)));
+  upto.resize(xs.size()), from.resize(xs.size()), full.resize(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) {
+    upto[i] = cpu::exp_poly_upto89(xs[i]);
+    from[i] = cpu::exp_poly_from_m104(xs[i]);
+    full[i] = cpu::exp_poly(xs[i]);
+  }
+  int64_t checked = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const float x = xs[i];
+    if (std::isnan(x)) {
+      EXPECT_TRUE(std::isnan(upto[i]) && std::isnan(from[i]) && std::isnan(full[i])) << x;
+      continue;
+    }
+    if (x <= 89.0f) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(upto[i]), std::bit_cast<uint32_t>(full[i])) << std::hexfloat << x;
+      ASSERT_EQ(std::bit_cast<uint32_t>(call_scalar(cpu::exp_poly_upto89, x)), std::bit_cast<uint32_t>(full[i])) << x;
+      ++checked;
+    }
+    if (x >= -104.0f) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(from[i]), std::bit_cast<uint32_t>(full[i])) << std::hexfloat << x;
+      ASSERT_EQ(std::bit_cast<uint32_t>(call_scalar(cpu::exp_poly_from_m104, x)), std::bit_cast<uint32_t>(full[i])) << x;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 40000000);
+}
+
 // Each element's bits depend only on its value: not on its offset in the tensor (the split between
 // vector body, epilogue and scalar tail), its alignment, or the thread count.
 TEST(FastMath, BitsIndependentOfPositionAndThreads) {

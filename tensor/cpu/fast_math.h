@@ -75,6 +75,13 @@ inline float exp_poly(float x) {
   return x > 89.0f ? kInf : lo;
 }
 
+// exp_poly's bits for x <= 89 (softmax rows and sigmoid: x <= 0) and for x >= -104 (tanh: x >= 0),
+// without the fix-up that cannot apply there (a compare and a masked move less in the loop).
+inline float exp_poly_upto89(float x) { return x < -104.0f ? 0.0f : detail::exp_in_range(x); }
+inline float exp_poly_from_m104(float x) {
+  return x > 89.0f ? std::numeric_limits<float>::infinity() : detail::exp_in_range(x);
+}
+
 // log(x), Cephes logf's algorithm: x = 2^k m with m in [sqrt(1/2), sqrt(2)) (subnormal x scaled
 // by 2^23 first), log(1 + f) = f - f^2/2 + f^3 P(f) with f = m - 1, plus k ln2 in two parts.
 // log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Max error 1 ulp over all positive floats.
@@ -117,14 +124,14 @@ inline float tanh_poly(float a) {
   p = std::fma(p, z, 1.33314422036e-1f);
   p = std::fma(p, z, -3.33332819422e-1f);
   const float small = std::fma(p * z, x, x);
-  const float big = 1.0f - 2.0f / (exp_poly(2.0f * x) + 1.0f);
+  const float big = 1.0f - 2.0f / (exp_poly_from_m104(2.0f * x) + 1.0f);
   return std::copysign(x < 0.625f ? small : big, a);
 }
 
 // sigmoid(x) = 1 / (1 + e^-x) for x >= 0, e^x / (1 + e^x) below: e = e^{-|x|} <= 1 never
 // overflows; the limits are exactly 0 and 1. Max error 2 ulps (every float checked).
 inline float sigmoid_poly(float a) {
-  const float e = exp_poly(-std::fabs(a));
+  const float e = exp_poly_upto89(-std::fabs(a));
   return (a >= 0.0f ? 1.0f : e) / (1.0f + e);
 }
 
@@ -143,6 +150,13 @@ inline float gelu_poly(float x) {
 template <typename T>
 inline T fast_exp(T x) {
   if constexpr (std::is_same_v<T, float>) return exp_poly(x);
+  else return std::exp(x);
+}
+
+// fast_exp for arguments that cannot exceed 89 (softmax rows: x - max <= 0): the same bits.
+template <typename T>
+inline T fast_exp_upto89(T x) {
+  if constexpr (std::is_same_v<T, float>) return exp_poly_upto89(x);
   else return std::exp(x);
 }
 

@@ -84,7 +84,10 @@ inline float exp_poly_from_m104(float x) {
 
 // log(x), Cephes logf's algorithm: x = 2^k m with m in [sqrt(1/2), sqrt(2)) (subnormal x scaled
 // by 2^23 first), log(1 + f) = f - f^2/2 + f^3 P(f) with f = m - 1, plus k ln2 in two parts.
-// log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Max error 1 ulp over all positive floats.
+// log(0) = -inf, log(x < 0) = NaN, log(inf) = inf. Max error 1 ulp over all positive floats
+// (every one checked). Cephes' coefficients, but P in Estrin's order and f^3 P added last (four
+// dependent operations after f^2 where Horner's order took eleven): the loop is bound by that
+// chain, and ran 20% faster than with Cephes' order (which gave other bits for 0.05% of inputs).
 inline float log_poly(float a) {
   // Subnormal a (or zero / negative: fixed up at the end) is scaled by 2^23. The selects pick
   // constants and the multiply and subtract always run (see blend() for why).
@@ -94,18 +97,16 @@ inline float log_poly(float a) {
   const uint32_t ix = std::bit_cast<uint32_t>(x) - kOff;
   const float k = static_cast<float>((static_cast<int32_t>(ix) >> 23) - (sub ? 23 : 0));
   const float f = std::bit_cast<float>((ix & 0x007fffffu) + kOff) - 1.0f;
-  const float z = f * f;
-  float p = 7.0376836292e-2f;
-  p = std::fma(p, f, -1.1514610310e-1f);
-  p = std::fma(p, f, 1.1676998740e-1f);
-  p = std::fma(p, f, -1.2420140846e-1f);
-  p = std::fma(p, f, 1.4249322787e-1f);
-  p = std::fma(p, f, -1.6668057665e-1f);
-  p = std::fma(p, f, 2.0000714765e-1f);
-  p = std::fma(p, f, -2.4999993993e-1f);
-  p = std::fma(p, f, 3.3333331174e-1f);
-  float y = std::fma(k, -2.12194440e-4f, (p * f) * z);
-  y = std::fma(z, -0.5f, y);
+  const float z = f * f, z2 = z * z;
+  // P(f) = (c0 + c1 f) + (c2 + c3 f) f^2 + ((c4 + c5 f) + (c6 + c7 f) f^2 + c8 f^4) f^4.
+  const float p01 = std::fma(-2.4999993993e-1f, f, 3.3333331174e-1f);
+  const float p23 = std::fma(-1.6668057665e-1f, f, 2.0000714765e-1f);
+  const float p45 = std::fma(-1.2420140846e-1f, f, 1.4249322787e-1f);
+  const float p67 = std::fma(-1.1514610310e-1f, f, 1.1676998740e-1f);
+  const float p47 = std::fma(7.0376836292e-2f, z2, std::fma(p67, z, p45));
+  const float p = std::fma(p47, z2, std::fma(p23, z, p01));
+  // y = f^3 P - f^2 / 2 - k ln2_lo: the two small terms first, beside the polynomial.
+  const float y = std::fma(p, f * z, std::fma(k, -2.12194440e-4f, -0.5f * z));
   const float r = std::fma(k, 0.693359375f, f + y);
   constexpr float kInf = std::numeric_limits<float>::infinity();
   const float special = a == 0.0f ? -kInf : a == kInf ? kInf : std::numeric_limits<float>::quiet_NaN();

@@ -62,7 +62,7 @@ template <typename T>
 inline void softmax_row(const T* x, T* y, int64_t n, T s = T(1)) {
   const T m = row_max(x, n);
 #pragma omp simd
-  for (int64_t k = 0; k < n; ++k) y[k] = fast_exp(s * (x[k] - m));
+  for (int64_t k = 0; k < n; ++k) y[k] = fast_exp_upto89(s * (x[k] - m));
   const T inv = static_cast<T>(1.0 / row_sum(y, n));
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) y[k] *= inv;
@@ -74,7 +74,7 @@ template <typename T>
 inline void log_softmax_row(const T* x, T* y, int64_t n) {
   const T m = row_max(x, n);
 #pragma omp simd
-  for (int64_t k = 0; k < n; ++k) y[k] = fast_exp(x[k] - m);
+  for (int64_t k = 0; k < n; ++k) y[k] = fast_exp_upto89(x[k] - m);
   const T ls = static_cast<T>(std::log(row_sum(y, n)));  // once per row: libm's double log
 #pragma omp simd
   for (int64_t k = 0; k < n; ++k) y[k] = (x[k] - m) - ls;

@@ -2,7 +2,8 @@
 // tensor/ops.h that touches memory. tensor/dispatch.cpp is the one dispatch point per op: it checks
 // that every tensor is defined and on one device, then calls the entry of that device's backend.
 // tensor/cpu/ fills the CPU table (the reference for every kernel), tensor/cuda/ the CUDA one.
-// Adding a backend: a folder that fills a Backend and one line in tensor/backend.cpp.
+// The entries come from the one list of raw ops, tensor/backend_ops.h. Adding a backend: a folder
+// that defines those kernels and fills a Backend from the list, and one line in tensor/backend.cpp.
 #pragma once
 
 #include <cstddef>
@@ -10,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/backend_ops.h"
 #include "tensor/generator.h"
 #include "tensor/ops.h"
 #include "tensor/tensor.h"
@@ -29,83 +31,10 @@ struct Backend {
   // contiguous or not: the backend stages what it must).
   void (*copy_across)(const Tensor& dst, const Tensor& src) = nullptr;
 
-  // ---- copies (same device; src broadcasts to dst, dtypes may differ) ----
-  void (*copy_)(const Tensor& dst, const Tensor& src) = nullptr;
-  void (*fill_)(const Tensor& t, double value) = nullptr;
-
-  // ---- elementwise ----
-  Tensor (*add)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*sub)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*mul)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*div)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*maximum)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*add_scalar)(const Tensor&, double) = nullptr;
-  Tensor (*mul_scalar)(const Tensor&, double) = nullptr;
-  Tensor (*pow_scalar)(const Tensor&, double) = nullptr;
-  Tensor (*neg)(const Tensor&) = nullptr;
-  Tensor (*exp)(const Tensor&) = nullptr;
-  Tensor (*log)(const Tensor&) = nullptr;
-  Tensor (*sqrt)(const Tensor&) = nullptr;
-  Tensor (*abs)(const Tensor&) = nullptr;
-  Tensor (*tanh)(const Tensor&) = nullptr;
-  Tensor (*sigmoid)(const Tensor&) = nullptr;
-  Tensor (*relu)(const Tensor&) = nullptr;
-  Tensor (*gelu)(const Tensor&) = nullptr;
-  Tensor (*eq)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*ne)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*lt)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*le)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*gt)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*ge)(const Tensor&, const Tensor&) = nullptr;
-  Tensor (*where)(const Tensor& cond, const Tensor& a, const Tensor& b) = nullptr;
-  void (*add_)(const Tensor& a, const Tensor& b, double alpha) = nullptr;
-  void (*mul_scalar_)(const Tensor& a, double s) = nullptr;
-  Tensor (*relu_backward)(const Tensor& grad, const Tensor& x) = nullptr;
-  Tensor (*gelu_backward)(const Tensor& grad, const Tensor& x) = nullptr;
-  Tensor (*tanh_backward)(const Tensor& grad, const Tensor& y) = nullptr;
-  Tensor (*sigmoid_backward)(const Tensor& grad, const Tensor& y) = nullptr;
-
-  // ---- reductions ----
-  Tensor (*sum)(const Tensor& t, std::vector<int64_t> dims, bool keepdim) = nullptr;
-  std::pair<Tensor, Tensor> (*max)(const Tensor& t, int64_t dim, bool keepdim) = nullptr;
-
-  // ---- softmax family ----
-  Tensor (*softmax)(const Tensor& t, int64_t dim) = nullptr;
-  Tensor (*log_softmax)(const Tensor& t, int64_t dim) = nullptr;
-  Tensor (*softmax_backward)(const Tensor& grad, const Tensor& y, int64_t dim) = nullptr;
-  Tensor (*log_softmax_backward)(const Tensor& grad, const Tensor& y, int64_t dim) = nullptr;
-  std::pair<Tensor, Tensor> (*cross_entropy)(const Tensor& logits, const Tensor& targets) = nullptr;
-  Tensor (*cross_entropy_backward)(const Tensor& grad, const Tensor& probs, const Tensor& targets) = nullptr;
-
-  // ---- matrix products ----
-  Tensor (*matmul)(const Tensor& a, const Tensor& b) = nullptr;
-  void (*addmm_)(const Tensor& c, const Tensor& a, const Tensor& b) = nullptr;
-
-  // ---- joining and indexing ----
-  Tensor (*index_select)(const Tensor& t, int64_t dim, const Tensor& index) = nullptr;
-  Tensor (*index_add)(const Shape& shape, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
-  Tensor (*one_hot)(const Tensor& index, int64_t num_classes, DType dtype) = nullptr;
-
-  // ---- random ----
-  Tensor (*dropout_mask)(const Shape& shape, TensorOptions opts, double p, const RandomSource& src) = nullptr;
-
-  // ---- transformer kernels ----
-  std::tuple<Tensor, Tensor, Tensor> (*layernorm)(const Tensor& x, const Tensor& weight, const Tensor& bias,
-                                                  double eps) = nullptr;
-  std::tuple<Tensor, Tensor, Tensor> (*layernorm_backward)(const Tensor& dout, const Tensor& x, const Tensor& weight,
-                                                           const Tensor& mean, const Tensor& rstd) = nullptr;
-  Tensor (*embedding)(const Tensor& weight, const Tensor& index) = nullptr;
-  Tensor (*embedding_backward)(const Tensor& grad, const Tensor& index, int64_t num_embeddings) = nullptr;
-  Tensor (*causal_softmax)(const Tensor& att, double scale) = nullptr;
-  Tensor (*causal_softmax_backward)(const Tensor& grad, const Tensor& y, double scale) = nullptr;
-  std::pair<Tensor, Tensor> (*attention_forward)(const Tensor& qkv, int64_t n_head, const Tensor& mask) = nullptr;
-  Tensor (*attention_backward)(const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head,
-                               const Tensor& mask) = nullptr;
-
-  // ---- optimizer ----
-  // One fused AdamW update of p in place (ops::adamw_step_ documents the arithmetic).
-  void (*adamw_step_)(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v,
-                      const ops::AdamWStep& s) = nullptr;
+  // ---- the raw ops (tensor/backend_ops.h): `Tensor (*add)(const Tensor& a, const Tensor& b)`, ... ----
+#define MP_BACKEND_ENTRY(ret, name, params) ret(*name) params = nullptr;
+  MP_BACKEND_OPS(MP_BACKEND_ENTRY)
+#undef MP_BACKEND_ENTRY
 };
 
 // The backend of a device type (CPU always; CUDA in CUDA builds); throws naming the device when

@@ -10,27 +10,7 @@ namespace minipipe::cuda {
 constinit const Backend kBackend = {
     .name = "cuda",
     .allocate = device_alloc, .deallocate = device_free, .copy_across = copy_across,
-    .copy_ = copy_, .fill_ = fill_,
-    .add = add, .sub = sub, .mul = mul, .div = div, .maximum = maximum,
-    .add_scalar = add_scalar, .mul_scalar = mul_scalar, .pow_scalar = pow_scalar,
-    .neg = neg, .exp = exp, .log = log, .sqrt = sqrt, .abs = abs, .tanh = tanh, .sigmoid = sigmoid,
-    .relu = relu, .gelu = gelu,
-    .eq = eq, .ne = ne, .lt = lt, .le = le, .gt = gt, .ge = ge, .where = where,
-    .add_ = add_, .mul_scalar_ = mul_scalar_,
-    .relu_backward = relu_backward, .gelu_backward = gelu_backward, .tanh_backward = tanh_backward,
-    .sigmoid_backward = sigmoid_backward,
-    .sum = sum, .max = max,
-    .softmax = softmax, .log_softmax = log_softmax, .softmax_backward = softmax_backward,
-    .log_softmax_backward = log_softmax_backward, .cross_entropy = cross_entropy,
-    .cross_entropy_backward = cross_entropy_backward,
-    .matmul = matmul, .addmm_ = addmm_,
-    .index_select = index_select, .index_add = index_add, .one_hot = one_hot,
-    .dropout_mask = dropout_mask,
-    .layernorm = layernorm, .layernorm_backward = layernorm_backward,
-    .embedding = embedding, .embedding_backward = embedding_backward,
-    .causal_softmax = causal_softmax, .causal_softmax_backward = causal_softmax_backward,
-    .attention_forward = attention_forward, .attention_backward = attention_backward,
-    .adamw_step_ = adamw_step_,
+    MP_BACKEND_OPS(MP_BACKEND_TABLE_ENTRY)
 };
 
 }  // namespace minipipe::cuda

@@ -45,8 +45,8 @@ bool started_by_mpirun() {
 
 Device rank_device(const std::string& spec, int local_rank) {
   if (spec != "cuda") return parse_device(spec);
-  const Device first = parse_device("cuda");  // checks the build and that there is a GPU
-  return Device::cuda((first.index + local_rank) % cuda_device_count());
+  parse_device("cuda");  // checks the build and that there is a GPU
+  return Device::cuda(local_rank % cuda_device_count());
 }
 
 int available_cores() {

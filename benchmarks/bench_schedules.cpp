@@ -68,6 +68,7 @@ void run_measured(const bench::SweepOptions& o, const bench::Row& cfg, mp::Commu
   po.virtual_chunks = cfg.v;
   po.checkpoint = mp::parse_checkpoint(cfg.checkpoint);
   po.loss = bench::loss();
+  po.async_sends = !o.blocking_sends;
   mp::Pipe pipe(model, *grid.pipeline, po);
   optim::SGD sgd(pipe.parameters(), {.lr = 1e-4});  // pipedream / 2bw step it inside the pipeline
   if (pipe.asynchronous()) pipe.set_optimizer(sgd);
@@ -198,7 +199,8 @@ bench::Result run_replay(const bench::SweepOptions& o, const bench::Row& cfg) {
     costs.activation_bytes[static_cast<size_t>(c)] = std::max(0.0, stash);
   }
   costs.latency = median(copy_times);
-  const mp::Program prog = mp::lower(mp::make_schedule(cfg.schedule, cfg.P, cfg.M, cfg.v), costs);
+  const mp::Program compute = mp::make_schedule(cfg.schedule, cfg.P, cfg.M, cfg.v);
+  const mp::Program prog = o.blocking_sends ? mp::lower(compute, costs) : mp::lower_async(compute);
   const mp::Simulation sim = mp::simulate(prog, costs);
   bench::Result r;
   r.step_s = sim.makespan;

@@ -34,7 +34,7 @@ struct SweepOptions {
   std::vector<int> dps = {1};  // data-parallel replicas of the pipeline
   double bucket_mb = 25;
   std::string comm = "local";
-  bool replay = false, tiny = false;
+  bool replay = false, tiny = false, blocking_sends = false;
   int steps = 5, warmup = 2;
   int64_t batch = 256, width = 1024, blocks = 8, context = 64;
   std::string csv, svg_dir;
@@ -51,6 +51,8 @@ struct SweepOptions {
         ->delimiter(',');
     app.add_option("--bucket-mb", bucket_mb, "data parallel: gradient bucket size in MiB")->capture_default_str();
     app.add_option("--comm", comm, "local (ranks are threads) or mpi (under mpirun -np max P)")->capture_default_str();
+    app.add_flag("--blocking-sends", blocking_sends,
+                 "sends that wait until their receive is posted (lower); default: sends that do not block (lower_async)");
     app.add_flag("--replay", replay, "time each chunk's F and B alone, lay the step out on P virtual devices");
     app.add_flag("--tiny", tiny, "a sweep of seconds (what CI runs): width 64, 4 blocks, batch 16, P 1,2, M 1,2,4");
     app.add_option("--steps", steps, "timed steps per configuration (median)")->capture_default_str();
@@ -241,10 +243,10 @@ class Table {
   void header() {
     const int64_t d = o_.width;
     std::printf("bench_schedules: %s model, %lld identical blocks of width %lld, batch %lld%s; 1 intra-op thread per "
-                "rank; %d timed steps (median)\n",
+                "rank; %d timed steps (median); %s\n",
                 o_.model.c_str(), static_cast<long long>(o_.blocks), static_cast<long long>(d),
                 static_cast<long long>(o_.batch), o_.model == "gpt" ? (" x " + std::to_string(o_.context) + " tokens").c_str() : "",
-                o_.steps);
+                o_.steps, o_.blocking_sends ? "blocking sends" : "sends that do not block");
     if (o_.replay)
       std::printf("REPLAY: each chunk's F and B timed alone on this core, the step laid out on P virtual devices by the "
                   "simulator (not a measured run; the bubble column is the simulator's)\n");

@@ -52,7 +52,7 @@ json entry(const std::string& schedule, int P, int M, int v, bool checkpoint) {
   mp::Costs costs = zb ? mp::Costs::uniform(C, kF, kB / 2, kB / 2) : mp::Costs::uniform(C, kF / v, kB / v, 0.0);
   costs.activation_bytes.assign(static_cast<size_t>(C), kActBytes / v);
   costs = mp::with_checkpointing(costs, checkpoint ? mp::Checkpoint::Always : mp::Checkpoint::Never, C);
-  const mp::Program run = mp::lower(program, costs);
+  const mp::Program run = mp::lower_async(program);  // what the Pipe runs, and show_schedule by default
   const mp::Simulation sim = mp::simulate(run, costs);
   const double closed = mp::closed_form_bubble(program);
   json ranks = json::array(), timeline = json::array();
@@ -115,7 +115,8 @@ code { background: #f4f4f4; padding: 1px 4px; }
 <code>build/make_explorer</code> exactly as <code>show_schedule</code> prints it: F=1, B=2 per stage and
 micro-batch (an interleaved chunk costs 1/v of that; the zero-bubble schedules split B into B=1 and
 W=1), 1 MiB of activations stashed per stage and
-micro-batch, a free link, blocking sends and receives. Checkpointing: B runs F again and a chunk
+micro-batch, a free link, sends that do not block (a rank waits only for the data it needs next, as
+the Pipe runs). Checkpointing: B runs F again and a chunk
 stashes only its input. The asynchronous pipedream and 2bw (window M) run 1F1B's order with an
 optimizer step inside the pipeline; below the table, the weight version each forward reads and
 the versions each rank holds.</p>

@@ -40,6 +40,7 @@ struct PipelineFlags {
   int window = 0;                   // 2bw: micro-batches per update (0: all of a step)
   bool no_weight_stashing = false;  // pipedream: B reads the newest weights (teaching)
   bool vertical_sync = false;       // pipedream: every stage reads stage 0's version
+  bool blocking_sends = false;      // sends that wait for their receives (lower(); default: lower_async)
 
   void add_to(CLI::App& app) {
     app.add_option("--stages", stages, "pipeline stages P (ranks)")->capture_default_str();
@@ -55,6 +56,9 @@ struct PipelineFlags {
                  "pipedream: backward reads the newest weights, not its forward's (shows what stashing fixes)");
     app.add_flag("--vertical-sync", vertical_sync, "pipedream: every stage reads the weight version stage 0 read");
     app.add_option("--virtual", virtual_chunks, "chunks per rank (interleaved)")->capture_default_str();
+    app.add_flag("--blocking-sends", blocking_sends,
+                 "sends that wait until their receive is posted (the rendezvous lowering); default: sends that "
+                 "do not block, a rank waits only for data it needs next");
     app.add_option("--checkpoint", checkpoint, "activation checkpointing: never, except_last or always")
         ->capture_default_str();
     app.add_option("--comm", comm,
@@ -159,6 +163,7 @@ struct PipelineFlags {
     o.window = window;
     o.weight_stashing = !no_weight_stashing;
     o.vertical_sync = vertical_sync;
+    o.async_sends = !blocking_sends;
     o.device = ctx.device;
     return o;
   }

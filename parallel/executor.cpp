@@ -136,6 +136,7 @@ void Executor::run(Run& r) {
   weight_work_.assign(n, {});
   weight_bytes_.assign(n, 0);
   records_.clear();
+  in_flight_.clear();
   step_origin_ = r.t0;
   live_at_start_ = account_->live();
   r.outputs.assign(static_cast<size_t>(M), {});
@@ -150,6 +151,7 @@ void Executor::run(Run& r) {
     rec.start = std::chrono::duration<double>(Clock::now() - r.t0).count();
     const int c = a.chunk, m = a.microbatch;
     if (versions && r.async->plan->read[i] >= 0) versions->use(r.async->plan->read[i]);
+    if (!in_flight_.empty()) finish_sends(false);  // frees what receivers took (and lets MPI progress)
     switch (a.op) {
       case Op::F: forward_action(r, c, m); break;
       case Op::B: backward_action(r, c, m); break;
@@ -181,6 +183,7 @@ void Executor::run(Run& r) {
     rec.live_bytes = account_->live();
     records_.push_back(rec);
   }
+  finish_sends(true);  // every receiver takes its message by the end of its own step
   // Every tensor a slot received was consumed: anything left means the program skipped an action.
   for (size_t i = 0; i < n; ++i)
     MP_INTERNAL_ASSERT(!in_f_[i].defined() && !out_f_[i].defined() && !in_b_[i].defined() && !out_b_[i].defined() &&
@@ -295,7 +298,14 @@ void Executor::backward_action(Run& r, int c, int m) {
 void Executor::send_forward(Run& r, int c, int m) {
   const Action a{c, Op::SEND_F, m};
   Tensor y = take(out_f_[at(c, m)], "output to send", a);
-  comm_.send(y, program_.rank_of(c + 1, m), forward_tag(c, m), to_string(a));
+  auto request = comm_.isend(y, program_.rank_of(c + 1, m), forward_tag(c, m), to_string(a));
+  if (program_.async_sends) {  // the output leaves when the receiver takes it: measured then
+    Stash& s = stash_[at(c, m)];
+    if (r.loss != nullptr && s.root.defined() && s.root.is_same(y)) s.root = autograd::without_data(s.root);
+    post(std::move(request), std::move(y), r.loss != nullptr ? static_cast<int64_t>(at(c, m)) : -1);
+    return;
+  }
+  request->wait();
   if (r.loss == nullptr) return;
   // Sent: keep only what backward needs of the output (its autograd node), and measure what that frees.
   Stash& s = stash_[at(c, m)];
@@ -317,8 +327,30 @@ void Executor::recv_forward(int c, int m, int rows) {
 
 void Executor::send_backward(int c, int m) {
   const Action a{c, Op::SEND_B, m};
-  comm_.send(take(out_b_[at(c, m)], "input gradient to send", a), program_.rank_of(c - 1, m), backward_tag(c, m),
-             to_string(a));
+  Tensor g = take(out_b_[at(c, m)], "input gradient to send", a);
+  auto request = comm_.isend(g, program_.rank_of(c - 1, m), backward_tag(c, m), to_string(a));
+  if (program_.async_sends) post(std::move(request), std::move(g), -1);
+  else request->wait();
+}
+
+void Executor::post(std::unique_ptr<Request> request, Tensor data, int64_t forward_slot) {
+  in_flight_.push_back({std::move(request), std::move(data), forward_slot});
+}
+
+void Executor::finish_sends(bool all) {
+  std::vector<InFlight> still;
+  for (InFlight& s : in_flight_) {
+    if (!all && !s.request->test()) {
+      still.push_back(std::move(s));
+      continue;
+    }
+    s.request->wait();  // done (or, with `all`, waits: throws on a timeout naming the send)
+    const int64_t live0 = account_->live();
+    s.request.reset();
+    s.data = Tensor();
+    if (s.forward_slot >= 0) stash_bytes_[static_cast<size_t>(s.forward_slot)] -= live0 - account_->live();
+  }
+  in_flight_ = std::move(still);
 }
 
 void Executor::recv_backward(int c, int m) {

@@ -133,6 +133,16 @@ class Executor {
   void recv_forward(int c, int m, int rows);
   void send_backward(int c, int m);
   void recv_backward(int c, int m);
+  // async_sends: a send posted and not yet finished. The rank holds the sent tensor until then, so
+  // it is freed on the rank's own thread and memory account (on `local` the receiver copies it on
+  // its thread); a forward send's slot then learns what dropping its output freed.
+  struct InFlight {
+    std::unique_ptr<Request> request;
+    Tensor data;
+    int64_t forward_slot = -1;  // at(c, m) of a SEND_F, -1 for a SEND_B
+  };
+  void post(std::unique_ptr<Request> request, Tensor data, int64_t forward_slot);
+  void finish_sends(bool all);  // the finished ones (all: waits for every one)
   const Chunk& chunk(int c) const;
   size_t at(int c, int m) const { return static_cast<size_t>(c * program_.num_microbatches + m); }
 
@@ -155,6 +165,7 @@ class Executor {
   std::vector<autograd::WeightGradQueue> weight_work_;  // zero-bubble: what B left for the W action
   std::vector<int64_t> weight_bytes_;                    // and the bytes it holds from B to W
   std::vector<int64_t> stash_bytes_;
+  std::vector<InFlight> in_flight_;
   int64_t peak_stash_ = 0, live_at_start_ = 0;
   int peak_versions_ = 0;
   int64_t peak_version_bytes_ = 0;

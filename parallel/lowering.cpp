@@ -62,6 +62,29 @@ Program lower(const Program& in) {
   return lower(in, unit);
 }
 
+Program lower_async(const Program& in) {
+  MP_CHECK(!in.has_comm(),
+           "lower_async: the program already has send/recv actions; lower the compute-only program");
+  validate(in);
+  Program out = in;
+  out.async_sends = true;
+  for (int r = 0; r < in.num_ranks; ++r) {
+    std::vector<Action>& list = out.on(r);
+    list.clear();
+    for (const Action& a : in.on(r)) {
+      const int c = a.chunk, m = a.microbatch;
+      if (a.op == Op::F && c > 0 && in.crosses(c - 1)) list.push_back({c, Op::RECV_F, m});
+      if (a.op == Op::B && in.crosses(c)) list.push_back({c, Op::RECV_B, m});
+      list.push_back(a);
+      if (a.op == Op::F && in.crosses(c)) list.push_back({c, Op::SEND_F, m});
+      if (a.op == Op::B && c > 0 && in.crosses(c - 1)) list.push_back({c, Op::SEND_B, m});
+    }
+  }
+  const ValidationReport rep = check(out);
+  MP_INTERNAL_ASSERT(rep.ok(), "lower_async produced an invalid program:\n", rep.to_string());
+  return out;
+}
+
 Program lower(const Program& in, const Costs& costs) {
   MP_CHECK(!in.has_comm(),
            "lower: the program already has send/recv actions; lower the compute-only program");
@@ -144,6 +167,7 @@ Program lower(const Program& in, const Costs& costs) {
             [](const Event& x, const Event& y) { return x.key < y.key; });
 
   Program out = in;
+  out.async_sends = false;
   for (auto& list : out.actions) list.clear();
   for (const Event& e : events) {
     out.on(e.rank).push_back(e.action);

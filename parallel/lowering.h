@@ -24,4 +24,12 @@ Program lower(const Program& compute_only, const Costs& costs);
 // Lowering for equal costs (F = B = W = 1 on every chunk, free messages).
 Program lower(const Program& compute_only);
 
+// Lowering for sends that do not block (Program::async_sends): every SEND right after the compute
+// that produced its data, every RECV right before the compute that consumes it. A rank then waits
+// only for data it needs next, so the step keeps the compute-only program's timeline with
+// asynchronous messages (simulate() of the compute-only program) — no costs needed. It cannot
+// deadlock: a rank blocks only in a RECV, whose SEND follows a compute the valid compute-only
+// program lets run first. Megatron-LM's non-blocking p2p does the same. Throws like lower().
+Program lower_async(const Program& compute_only);
+
 }  // namespace minipipe::parallel

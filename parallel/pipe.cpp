@@ -106,11 +106,13 @@ Pipe::Pipe(std::shared_ptr<nn::Sequential> model, Communicator& comm, PipeOption
          << " seed=" << opts_.seed << " layers=" << L << " parameters=" << model_->num_parameters()
          << " parameter_names=" << names << " stage_replicas=" << shape_str(Shape(opts_.stage_replicas.begin(), opts_.stage_replicas.end()))
          << " window=" << opts_.window << " weight_stashing=" << opts_.weight_stashing
-         << " vertical_sync=" << opts_.vertical_sync << " " << opts_.fingerprint;
+         << " vertical_sync=" << opts_.vertical_sync << " async_sends=" << opts_.async_sends << " "
+         << opts_.fingerprint;
   check_same_on_all_ranks(comm_, fields.str(), "pipeline options");
 
   // The schedule: generated, lowered (sends and receives that cannot deadlock), validated.
-  program_ = lower(rr ? replicated(opts_.schedule, opts_.stage_replicas, M) : make_schedule(opts_.schedule, P, M, v));
+  const Program compute = rr ? replicated(opts_.schedule, opts_.stage_replicas, M) : make_schedule(opts_.schedule, P, M, v);
+  program_ = opts_.async_sends ? lower_async(compute) : lower(compute);
   validate(program_);
   if (program_.replicated()) {  // each stage's replicas sum their gradients after every step
     int stage = 0;
@@ -402,11 +404,13 @@ void Pipe::sum_replica_gradients() {
 Executor& Pipe::forward_executor(int M, const std::vector<TensorSpec>& specs) {
   auto it = forward_execs_.find(M);
   if (it == forward_execs_.end()) {
-    Program p = lower(forward_only(opts_.stages, M, opts_.virtual_chunks));
+    const Program compute = forward_only(opts_.stages, M, opts_.virtual_chunks);
+    Program p = opts_.async_sends ? lower_async(compute) : lower(compute);
     if (program_.replicated()) {
       // Inference runs on each stage's first replica; the other replicas sit it out.
       Program on_firsts = Program::empty(comm_.size(), p.num_chunks, M);
       on_firsts.forward_only = true;
+      on_firsts.async_sends = p.async_sends;
       for (int c = 0; c < p.num_chunks; ++c) {
         on_firsts.chunk_rank[static_cast<size_t>(c)] = program_.rank_of(c);
         on_firsts.on(program_.rank_of(c)) = p.on(c);

@@ -43,6 +43,8 @@ struct PipeOptions {
   bool weight_stashing = true;         // pipedream: B reads the weights its F read (false: the newest; for
                                        // teaching what stashing fixes)
   bool vertical_sync = false;          // pipedream: every stage reads the version stage 0 read
+  bool async_sends = true;             // sends that do not wait for their receives (lower_async): a rank
+                                       // waits only for data it needs next (false: blocking sends, lower())
   Device device = Device::cpu();       // where this rank's chunks compute (RankContext::device): its
                                        // layers move there; batches come and outputs go on the CPU
 };

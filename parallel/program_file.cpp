@@ -9,6 +9,7 @@
 //   replicas 0/1 2               optional, instead of placement: each chunk's replica ranks
 //                                (1F1B-RR: micro-batch m of chunk c on replica m mod R_c)
 //   forward_only                 optional: an inference program (F only)
+//   async_sends                  optional: its sends do not wait for their receives (lower_async)
 //   rank 0: 0F0 0F1 0B0 0B1      the actions of rank 0 in run order; repeated lines append
 #include <algorithm>
 #include <fstream>
@@ -61,6 +62,7 @@ std::string to_string(const Program& p) {
   }
   os << '\n';
   if (p.forward_only) os << "forward_only\n";
+  if (p.async_sends) os << "async_sends\n";
   for (size_t r = 0; r < p.actions.size(); ++r) {
     os << "rank " << r << ':';
     for (const Action& a : p.actions[r]) os << ' ' << to_string(a);
@@ -71,7 +73,7 @@ std::string to_string(const Program& p) {
 
 Program parse_program(std::string_view text, const std::string& source) {
   int ranks = -1, chunks = -1, microbatches = -1;
-  bool forward_only = false;
+  bool forward_only = false, async_sends = false;
   std::vector<int> placement;
   std::vector<std::vector<int>> replicas;
   struct RankLine {
@@ -125,6 +127,9 @@ Program parse_program(std::string_view text, const std::string& source) {
     } else if (key == "forward_only") {
       MP_CHECK(tokens.size() == 1, where, "'forward_only' takes no value");
       forward_only = true;
+    } else if (key == "async_sends") {
+      MP_CHECK(tokens.size() == 1, where, "'async_sends' takes no value");
+      async_sends = true;
     } else if (key == "placement") {
       MP_CHECK(placement.empty() && replicas.empty(), where, "'placement' given twice, or with 'replicas'");
       MP_CHECK(tokens.size() >= 2, where, "'placement' needs the rank of each chunk");
@@ -150,7 +155,7 @@ Program parse_program(std::string_view text, const std::string& source) {
       }
     } else {
       MP_CHECK(false, where, "unknown line '", key,
-               "' (expected ranks, chunks, microbatches, placement, replicas, forward_only or 'rank R:')");
+               "' (expected ranks, chunks, microbatches, placement, replicas, forward_only, async_sends or 'rank R:')");
     }
   }
 
@@ -168,6 +173,7 @@ Program parse_program(std::string_view text, const std::string& source) {
   if (microbatches < 0) microbatches = std::max(1, max_mb + 1);
   Program p = Program::empty(ranks, chunks, microbatches);
   p.forward_only = forward_only;
+  p.async_sends = async_sends;
   if (!placement.empty()) {
     MP_CHECK(static_cast<int>(placement.size()) == chunks, source, ": 'placement' lists ",
              placement.size(), " ranks but the program has ", chunks, " chunks");

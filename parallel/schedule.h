@@ -50,6 +50,11 @@ struct Program {
   int num_chunks = 1;
   int num_microbatches = 1;
   bool forward_only = false;  // inference: F only, no B / W
+  // Lowered programs: how a SEND behaves. false: it blocks until its RECV is posted and taken (the
+  // rendezvous rule lower() guarantees cannot deadlock). true: it returns at once, the data in
+  // flight, and only its RECV waits (lower_async(): each SEND right after its producer, each RECV
+  // right before its consumer; the executor finishes the sends by the end of the step).
+  bool async_sends = false;
   std::vector<int> chunk_rank;
   std::vector<std::vector<int>> chunk_replicas;  // empty: one rank per chunk (chunk_rank)
   std::vector<std::vector<Action>> actions;

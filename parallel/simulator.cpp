@@ -1,6 +1,8 @@
 // The timed simulator: an as-early-as-possible run of a validated Program. Each action starts at
 //   start = max(rank free, inputs ready)          (compute)
 //   start = max(sender free, receiver free)       (a send/recv pair, lowered programs)
+//   send: start = end = sender free; receive: from max(receiver free, sent) to
+//   max(receiver free, sent + message time)        (Program::async_sends)
 // and the statistics follow from the timeline: idle = makespan - busy, bubble of total time =
 // idle / makespan, bubble over ideal time = idle / busy.
 #include "parallel/simulator.h"
@@ -119,6 +121,17 @@ class Sim {
             if (ready < 0.0) break;
             const double start = std::max(free[static_cast<size_t>(r)], ready);
             record(r, *a, start, start + cost(*a));
+          } else if (p_.async_sends) {  // a send leaves at once; its receive waits for the data
+            const double now = free[static_cast<size_t>(r)];
+            if (a->op == Op::SEND_F || a->op == Op::SEND_B) {
+              record(r, *a, now, now);
+            } else {
+              const Action send = matching_comm(*a);
+              const double sent = end(send.op, send.chunk, send.microbatch);
+              if (sent < 0.0) break;
+              const int left = a->op == Op::RECV_B ? a->chunk : send.chunk;
+              record(r, *a, std::max(now, sent), std::max(now, sent + c_.message_time(left)));
+            }
           } else {  // a rendezvous: both halves must be at the head of their ranks
             const Action peer = matching_comm(*a);
             const int q = p_.rank_of(peer.chunk, peer.microbatch);

@@ -61,7 +61,9 @@ struct Simulation {
 
 // Validates the program (throws minipipe::Error with the grid if invalid), then runs every
 // action as early as its rank and its inputs allow. Lowered programs: a send and its receive
-// start together when both ranks reach them and keep both busy for the message time (blocking).
+// start together when both ranks reach them and keep both busy for the message time (blocking);
+// with Program::async_sends a send takes no time and its receive ends when the rank reaches it or
+// the data arrives (sent + message time), whichever is later.
 // Compute-only programs: messages are implicit and asynchronous — the data arrives message_time
 // after it is produced, without occupying either rank.
 Simulation simulate(const Program& program, const Costs& costs);

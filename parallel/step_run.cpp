@@ -1,6 +1,7 @@
 // The validator's dynamic half: a step-by-step run of a Program with blocking rendezvous
-// send/recv (a send completes only together with its receive), the deadlock report, and the
-// step × rank grid that every validation error prints.
+// send/recv (a send completes only together with its receive; with Program::async_sends a send
+// runs alone and its receive after it), the deadlock report, and the step × rank grid that every
+// validation error prints.
 #include "parallel/step_run.h"
 
 #include <algorithm>
@@ -18,6 +19,7 @@ class Runner {
         C_(p.num_chunks),
         M_(p.num_microbatches),
         lowered_(p.has_comm()),
+        async_(p.async_sends),
         done_(static_cast<size_t>(kNumOps * C_ * M_), 0) {}
 
   bool well_formed(int r, const Action& a) const {
@@ -62,6 +64,13 @@ class Runner {
       case Op::SEND_B:
         want(Op::B, c);
         break;
+      case Op::RECV_F:
+      case Op::RECV_B:  // async: the data must have been sent
+        if (async_) {
+          const Action s = matching_comm(a);
+          if (!done(s.op, s.chunk, m)) need.push_back(s);
+        }
+        break;
       default:
         break;
     }
@@ -85,7 +94,7 @@ class Runner {
       for (int r = 0; r < P; ++r) {
         const Action* a = head(run, r);
         if (!a || !well_formed(r, *a) || !missing_inputs(*a).empty()) continue;
-        if (is_compute(a->op)) {
+        if (is_compute(a->op) || async_) {  // async: a send, or a receive whose send ran
           fire[static_cast<size_t>(r)] = any = true;
         } else if (a->op == Op::SEND_F || a->op == Op::SEND_B) {  // the sender drives the pair
           const Action peer = matching_comm(*a);
@@ -143,7 +152,7 @@ class Runner {
  private:
   const Program& p_;
   const int C_, M_;
-  const bool lowered_;
+  const bool lowered_, async_;
   std::vector<char> done_;
 };
 

@@ -20,7 +20,8 @@ struct StepRun {
 
 // In each step, every rank runs its next action if it can: a compute action when its inputs
 // exist (produced in an earlier step, locally or — in a compute-only program — on any rank), a
-// send together with its receive when both are the next action of their ranks. Malformed
+// send together with its receive when both are the next action of their ranks (async_sends: a
+// send alone once its data exists, a receive once its send ran in an earlier step). Malformed
 // actions never run. Stops when no rank can move.
 StepRun run_steps(const Program& p);
 // One Deadlock violation per stuck rank, saying what it waits for.

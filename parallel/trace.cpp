@@ -61,8 +61,12 @@ Simulation measured(const Trace& t) {
 Costs measured_costs(const Trace& t) {
   const int C = t.program.num_chunks;
   std::vector<double> f(static_cast<size_t>(C)), b(f), w(f), nf(f), nb(f), nw(f), stash(f), nstash(f), msg(f);
-  // Message halves by (sending chunk, direction, micro-batch): their durations, to pair them.
-  std::map<std::tuple<int, int, int>, std::vector<double>> halves;
+  // Message halves by (sending chunk, direction, micro-batch), to pair them: (start, end), the
+  // send first.
+  struct Half {
+    double start = -1, end = -1;
+  };
+  std::map<std::tuple<int, int, int>, std::pair<Half, Half>> halves;
   for (const auto& list : t.ranks) {
     int64_t before = 0;
     for (const ActionRecord& r : list) {
@@ -77,11 +81,11 @@ Costs measured_costs(const Trace& t) {
         case Op::W: w[c] += d, ++nw[c]; break;
         case Op::SEND_F:
           msg[c] = static_cast<double>(r.bytes);
-          halves[{r.action.chunk, 0, r.action.microbatch}].push_back(d);
+          halves[{r.action.chunk, 0, r.action.microbatch}].first = {r.start, r.end};
           break;
-        case Op::RECV_F: halves[{r.action.chunk - 1, 0, r.action.microbatch}].push_back(d); break;
-        case Op::SEND_B: halves[{r.action.chunk, 1, r.action.microbatch}].push_back(d); break;
-        case Op::RECV_B: halves[{r.action.chunk + 1, 1, r.action.microbatch}].push_back(d); break;
+        case Op::RECV_F: halves[{r.action.chunk - 1, 0, r.action.microbatch}].second = {r.start, r.end}; break;
+        case Op::SEND_B: halves[{r.action.chunk, 1, r.action.microbatch}].first = {r.start, r.end}; break;
+        case Op::RECV_B: halves[{r.action.chunk + 1, 1, r.action.microbatch}].second = {r.start, r.end}; break;
       }
       before = r.stash_bytes;
     }
@@ -95,11 +99,20 @@ Costs measured_costs(const Trace& t) {
     if (nw[c] > 0) costs.weight[c] = w[c] / nw[c];
     if (nstash[c] > 0) costs.activation_bytes[c] = std::max(0.0, stash[c] / nstash[c]);
   }
-  // The link: message sizes are known, so the transfer time is a latency (bandwidth left infinite).
-  std::vector<double> shorter;
-  for (const auto& [key, d] : halves)
-    if (d.size() == 2) shorter.push_back(std::min(d[0], d[1]));
-  costs.latency = median(shorter);
+  // The link: message sizes are known, so the transfer time is a latency (bandwidth left infinite),
+  // the median over messages. Blocking sends: the shorter half (the one that did not wait for the
+  // other). Sends that do not block (async_sends: the send only posts): from the send to the end of
+  // its receive, over the receives posted before their send (one that came later found part or all
+  // of the message there: only when none was early, the median of what those waited).
+  std::vector<double> transfer, late;
+  for (const auto& [key, h] : halves) {
+    const auto& [send, recv] = h;
+    if (send.start < 0 || recv.start < 0) continue;
+    if (!t.program.async_sends) transfer.push_back(std::min(send.end - send.start, recv.end - recv.start));
+    else if (recv.start <= send.start) transfer.push_back(std::max(0.0, recv.end - send.start));
+    else late.push_back(std::max(0.0, recv.end - recv.start));
+  }
+  costs.latency = median(transfer.empty() ? late : transfer);
   return costs;
 }
 

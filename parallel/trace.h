@@ -32,7 +32,8 @@ Simulation measured(const Trace& t);
 
 // Per-action costs measured in the trace, as the simulator takes them: per chunk the mean F and B
 // time and the bytes F stashed and SEND_F sent; the link's latency is the median over messages of
-// the shorter half of each send/receive pair (the half that did not wait for its peer).
+// the shorter half of each send/receive pair (the half that did not wait for its peer) — with
+// async_sends, from a send to the end of its receive, over the receives posted before the send.
 Costs measured_costs(const Trace& t);
 
 // The simulator's prediction of the traced step: the same lowered program with measured_costs().

@@ -171,7 +171,8 @@ void bind_pipe_class(py::module_& m) {
       .def(py::init([](std::shared_ptr<nn::Sequential> model, const PyComm& comm, int stages, int microbatches,
                        std::string schedule, int virtual_chunks, const std::string& checkpoint, std::string partition,
                        std::optional<Tensor> profile_sample, uint64_t seed, const py::object& loss,
-                       std::vector<int> stage_replicas, int window, bool weight_stashing, bool vertical_sync) {
+                       std::vector<int> stage_replicas, int window, bool weight_stashing, bool vertical_sync,
+                       bool async_sends) {
              PipeOptions o;
              o.stages = stages;
              o.microbatches = microbatches;
@@ -186,6 +187,7 @@ void bind_pipe_class(py::module_& m) {
              o.window = window;
              o.weight_stashing = weight_stashing;
              o.vertical_sync = vertical_sync;
+             o.async_sends = async_sends;
              Communicator& c = comm.get();
              py::gil_scoped_release release;
              return PyPipe{std::make_unique<Pipe>(std::move(model), c, std::move(o)), comm.alive};
@@ -194,7 +196,7 @@ void bind_pipe_class(py::module_& m) {
            py::arg("schedule") = "1f1b", py::arg("virtual_chunks") = 1, py::arg("checkpoint") = "never",
            py::arg("partition") = "uniform", py::arg("profile_sample") = py::none(), py::arg("seed") = 0,
            py::arg("loss") = "cross_entropy", py::arg("stage_replicas") = std::vector<int>{}, py::arg("window") = 0,
-           py::arg("weight_stashing") = true, py::arg("vertical_sync") = false,
+           py::arg("weight_stashing") = true, py::arg("vertical_sync") = false, py::arg("async_sends") = true,
            "schedule: gpipe, 1f1b, interleaved, zb-h1, zb-h2, or the asynchronous pipedream and 2bw (give them the "
            "optimizer with set_optimizer); checkpoint: never, except_last, always; partition: uniform, params or "
            "time; loss: 'cross_entropy', 'gpt_loss' or a callable (output, targets) -> Tensor; window (2bw), "

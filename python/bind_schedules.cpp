@@ -104,6 +104,7 @@ void bind_program(py::module_& m) {
       .def_readonly("num_chunks", &Program::num_chunks)
       .def_readonly("num_microbatches", &Program::num_microbatches)
       .def_readonly("forward_only", &Program::forward_only)
+      .def_readonly("async_sends", &Program::async_sends)
       .def_readonly("chunk_rank", &Program::chunk_rank)
       .def_property("actions", &action_text, &set_actions, "per rank, a list of action strings (settable)")
       .def("rank_of", [](const Program& p, int c) { return p.rank_of(c); }, py::arg("chunk"))
@@ -138,6 +139,9 @@ void bind_program(py::module_& m) {
   m.def("lower", [](const Program& p, std::optional<Costs> c) { return c ? lower(p, *c) : lower(p); },
         py::arg("program"), py::arg("costs") = py::none(),
         "adds the SEND/RECV actions so that blocking sends cannot deadlock (costs only steer placement)");
+  m.def("lower_async", &lower_async, py::arg("program"),
+        "adds the SEND/RECV actions for sends that do not block: each send right after its producer, each "
+        "receive right before its consumer (the compute-only program's timeline)");
 }
 
 void bind_validator(py::module_& m) {

@@ -2,7 +2,8 @@
 // program under mpirun -np 2 and -np 3; every process builds the model from the same seed and the
 // single-device reference, runs one pipelined step with P = the world size, and checks the loss
 // and the gradients of its own chunks (float64, 1e-12 relative) for a representative subset of
-// schedules, micro-batch counts and checkpoint modes on the MLP and the tiny GPT with dropout; and
+// schedules, micro-batch counts and checkpoint modes on the MLP and the tiny GPT with dropout, with
+// sends that do not block (the default) and with blocking ones; and
 // the asynchronous PipeDream and 2BW match their single-process references over three steps.
 #include <gtest/gtest.h>
 
@@ -25,6 +26,7 @@ struct Case {
   std::string schedule;
   int microbatches;
   Checkpoint checkpoint;
+  bool blocking_sends = false;
 };
 
 class MpiEquivalence : public ::testing::TestWithParam<Case> {};
@@ -48,6 +50,7 @@ TEST_P(MpiEquivalence, OneStepGivesTheSingleDeviceLossAndGradients) {
   o.checkpoint = c.checkpoint;
   o.seed = 99;
   o.loss = loss;
+  o.async_sends = !c.blocking_sends;
   Pipe pipe(model, *world, o);
   const double got = pipe.train_step(batch.x, batch.y);
   EXPECT_LE(std::abs(got - ref_loss), 1e-12 * std::abs(ref_loss)) << "rank " << world->rank();
@@ -134,6 +137,8 @@ std::vector<Case> cases() {
     for (const char* s : {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"})
       for (int M : {2, 4})
         for (Checkpoint ckpt : {Checkpoint::Never, Checkpoint::Always}) out.push_back({m, s, M, ckpt});
+  for (ModelKind m : {ModelKind::Mlp, ModelKind::Gpt})  // blocking sends (lower(): the rendezvous lowering)
+    for (const char* s : {"gpipe", "1f1b", "interleaved", "zb-h1", "zb-h2"}) out.push_back({m, s, 4, Checkpoint::Never, true});
   return out;
 }
 
@@ -142,7 +147,7 @@ INSTANTIATE_TEST_SUITE_P(Mpi, MpiEquivalence, ::testing::ValuesIn(cases()), [](c
   std::string schedule = c.schedule;
   std::replace(schedule.begin(), schedule.end(), '-', '_');  // gtest names: letters, digits, '_'
   return std::string(c.model == ModelKind::Mlp ? "mlp_" : "gpt_") + schedule + "_M" + std::to_string(c.microbatches) +
-         "_" + checkpoint_name(c.checkpoint);
+         "_" + checkpoint_name(c.checkpoint) + (c.blocking_sends ? "_blocking" : "");
 });
 
 }  // namespace

@@ -2,7 +2,8 @@
 // x M in {1, 2, 4, 8} (where the schedule accepts it) x checkpoint mode, on an MLP and a tiny GPT,
 // both with dropout on, one pipelined training step on `local` rank threads gives the loss and the
 // parameter gradients of one device on the whole batch — float64 within 1e-12 relative, float32
-// within 1e-5 — and three optimizer steps with global-norm clipping give the same weights.
+// within 1e-5 — and three optimizer steps with global-norm clipping give the same weights; also
+// with blocking sends (PipeOptions::async_sends = false).
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -90,6 +91,38 @@ TEST_P(Equivalence, OneStepGivesTheSingleDeviceLossAndGradients) {
     }
   }
   EXPECT_GE(runs, 6);  // at least two micro-batch counts, every checkpoint mode
+}
+
+// Blocking sends (lower(): the rendezvous lowering) move the messages, not the arithmetic: the
+// same step as the default sends that do not block.
+TEST_P(Equivalence, BlockingSendsGiveTheSameStep) {
+  const Case& c = GetParam();
+  const double tol = test_util::tolerance(c.dtype);
+  const Batch batch = test_util::make_batch(c.model, c.dtype, kRows, 3);
+  Reference ref(c.model, c.dtype, kDropout, kSeed, kDropoutSeed);
+  const double ref_loss = ref.forward_backward(batch, test_util::loss_of(c.model), 0);
+  const auto ref_grads = test_util::grads_by_name(*ref.model);
+  for (int M : {2, 4}) {
+    if (c.schedule == "interleaved" && !interleaved_accepts(c.stages, M)) continue;
+    for (Checkpoint ckpt : {Checkpoint::Never, Checkpoint::Always}) {
+      SCOPED_TRACE("M=" + std::to_string(M) + " checkpoint=" + checkpoint_name(ckpt));
+      auto model = test_util::build_model(c.model, c.dtype, kDropout, kSeed);
+      std::vector<double> losses(static_cast<size_t>(c.stages), -1);
+      run_ranks(c.stages, [&](RankContext& ctx) {
+        PipeOptions o = options(c, M, ckpt);
+        o.async_sends = false;
+        Pipe pipe(model, ctx.comm, o);
+        EXPECT_FALSE(pipe.program().async_sends);
+        losses[static_cast<size_t>(ctx.comm.rank())] = pipe.train_step(batch.x, batch.y);
+      });
+      for (int r = 0; r < c.stages; ++r)
+        EXPECT_LE(std::abs(losses[static_cast<size_t>(r)] - ref_loss), tol * std::abs(ref_loss)) << "rank " << r;
+      for (const auto& [name, t] : model->named_parameters()) {
+        ASSERT_TRUE(t.grad().defined()) << name;
+        EXPECT_LE(test_util::rel_diff(t.grad(), ref_grads.at(name)), tol) << name;
+      }
+    }
+  }
 }
 
 TEST_P(Equivalence, ThreeOptimizerStepsGiveTheSameWeights) {

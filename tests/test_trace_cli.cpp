@@ -59,7 +59,8 @@ nlohmann::json explorer_data(const std::string& html) {
 
 std::string show_schedule_args(const std::string& s, int P, int M, int v, bool ck) {
   return "--schedule " + s + " --stages " + std::to_string(P) + " --microbatches " + std::to_string(M) +
-         (s == "interleaved" ? " --virtual " + std::to_string(v) : "") + " --act-bytes 1048576" +
+         (s == "interleaved" ? " --virtual " + std::to_string(v) : "") +
+         (s == "zb-h1" || s == "zb-h2" ? " --costs 1,1,1" : "") + " --act-bytes 1048576" +
          (ck ? " --checkpoint always" : "");
 }
 
@@ -118,7 +119,7 @@ TEST_F(TraceCli, ExplorerNumbersAreTheSimulatorsForEveryConfiguration) {
     mp::Costs c = prog.has_w() ? mp::Costs::uniform(C, 1.0, 1.0, 1.0) : mp::Costs::uniform(C, 1.0 / v, 2.0 / v);
     c.activation_bytes.assign(static_cast<size_t>(C), 1048576.0 / v);
     c = mp::with_checkpointing(c, m[5] == "always" ? mp::Checkpoint::Always : mp::Checkpoint::Never, C);
-    const mp::Simulation sim = mp::simulate(mp::lower(prog, c), c);
+    const mp::Simulation sim = mp::simulate(mp::lower_async(prog), c);
     ASSERT_EQ(e.at("r").size(), static_cast<size_t>(P)) << key;
     for (int rank = 0; rank < P; ++rank) {
       const auto& got = e.at("r")[static_cast<size_t>(rank)];
@@ -209,8 +210,10 @@ TEST_F(TraceCli, ExplorerInHeadlessChromium) {
              show_schedule_args("interleaved", 4, 12, 2, false)},
         Case{"schedule=1f1b&P=4&M=8&move=P:6", show_schedule_args("1f1b", 4, 8, 1, false),
              show_schedule_args("1f1b", 6, 8, 1, false)},
-        Case{"schedule=interleaved&P=2&M=6&v=2&move=checkpoint:1", show_schedule_args("interleaved", 2, 6, 2, false),
-             show_schedule_args("interleaved", 2, 6, 2, true)}}) {
+        // (Checkpointing adds F to every B: the bubble moves only where the costs shape the schedule,
+        // as ZB-H1's, whose idle is (P-1)(T_F + T_B - T_W).)
+        Case{"schedule=zb-h1&P=4&M=8&move=checkpoint:1", show_schedule_args("zb-h1", 4, 8, 1, false),
+             show_schedule_args("zb-h1", 4, 8, 1, true)}}) {
     const ProgramResult r = dom(c.query);
     ASSERT_EQ(r.status, 0) << r.output;
     EXPECT_TRUE(has(r.output, ">rendered</div>")) << "the page's script did not finish: " << r.output.substr(0, 2000);

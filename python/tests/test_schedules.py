@@ -71,6 +71,15 @@ def test_lowering_adds_messages_and_keeps_the_timeline():
     assert par.simulate(lowered).makespan == par.simulate(compute).makespan
 
 
+def test_async_lowering_keeps_the_asynchronous_timeline():
+    compute = par.interleaved_1f1b(2, 4, 2)
+    costs = par.Costs.uniform(4, 0.5, 1.0)
+    blocking, async_ = par.lower(compute), par.lower_async(compute)
+    assert async_.async_sends and not blocking.async_sends and par.check(async_).ok
+    assert par.simulate(async_, costs).makespan == par.simulate(compute, costs).makespan == 13.5
+    assert par.simulate(blocking, costs).makespan == 15.5  # blocking sends wait (lowered for F = B)
+
+
 def test_program_text_round_trip():
     program = par.lower(par.zb_h1(3, 4))
     again = par.Program.parse(str(program))

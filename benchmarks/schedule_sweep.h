@@ -184,10 +184,12 @@ inline std::vector<Row> sweep(const SweepOptions& o) {
 // The efficiency of the blocks' GEMMs at a micro-batch's rows relative to the full batch's, on one
 // thread: GFLOP/s(rows) / GFLOP/s(full) over the three GEMMs a Linear [d, d] runs per training
 // pass, as the executor runs them: forward x W^T and input gradient dY W ([rows, d] x [d, d]) and
-// weight gradient dY^T x ([d, rows] x [rows, d]) added into .grad() (beta = 1) — going through
-// `blocks` distinct weights in turn, as the model does, so a weight is not already in cache when its
-// GEMM starts (one warm [d, d] weight flatters small micro-batches: packing it costs as much at 32
-// rows as at 256). Smaller micro-batches run each GEMM less efficiently, which is why the best M is
+// weight gradient dY^T x ([d, rows] x [rows, d]) added into .grad() (beta = 1) — in the step's
+// order: the forward through `blocks` distinct weights, then the backward through them in reverse,
+// so each weight comes from memory twice per pass, as in the step (one warm [d, d] weight flatters
+// small micro-batches: packing it costs as much at 32 rows as at 256; running a weight's three GEMMs
+// back to back, as an earlier version did, read it once and put one rank's step at M = 8 at 0.93 of
+// its own ideal). Smaller micro-batches run each GEMM less efficiently, which is why the best M is
 // not simply the largest. The two sizes are timed alternately (best of 5, ~1 GFLOP each), so a busy
 // moment or a clock change hits both.
 inline double gemm_efficiency(int64_t rows, int64_t full, int64_t d, int blocks) {
@@ -202,12 +204,13 @@ inline double gemm_efficiency(int64_t rows, int64_t full, int64_t d, int blocks)
     const double flops = blocks * 3 * 2.0 * static_cast<double>(n) * static_cast<double>(d) * static_cast<double>(d);
     const int reps = static_cast<int>(std::clamp(1e9 / flops, 2.0, 5000.0));
     const auto t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < reps; ++i)
-      for (int b = 0; b < blocks; ++b) {
-        ops::matmul(x, ops::transpose(w[b], 0, 1));
+    for (int i = 0; i < reps; ++i) {
+      for (int b = 0; b < blocks; ++b) ops::matmul(x, ops::transpose(w[b], 0, 1));
+      for (int b = blocks - 1; b >= 0; --b) {
         ops::matmul(dy, w[b]);
         ops::addmm_(dw[b], ops::transpose(dy, 0, 1), x);
       }
+    }
     best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / reps / flops);
   };
   double small = 1e9, large = 1e9;

@@ -121,6 +121,8 @@ void fill_from_trace(const bench::SweepOptions& o, const bench::Row& cfg, const 
   out.bubble_simulated = mean_bubble(p);
   out.peak_first = m.ranks.front().peak_inflight_bytes;
   out.peak_last = m.ranks.back().peak_inflight_bytes;
+  out.busy_first = m.ranks.front().busy;
+  out.busy_last = m.ranks.back().busy;
   out.mean_action_s = 0;
   size_t n = 0;
   for (const auto& list : t.ranks)

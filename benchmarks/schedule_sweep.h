@@ -107,6 +107,9 @@ struct Result {
   // pipedream / 2bw: the weight versions' bytes (the live weights included) at their peak on the first
   // and the last rank; -1 for the flushed schedules.
   double versions_first = -1, versions_last = -1;
+  // Measured rows: the compute time (F, B, W) of the first and the last rank in the traced step —
+  // unequal stages show here; -1 in replay rows.
+  double busy_first = -1, busy_last = -1;
 };
 
 struct Batch {
@@ -264,7 +267,7 @@ class Table {
                 async() ? " | wver first  wver last" : "");
     csv_ << "mode,schedule,P,M,v,dp,checkpoint,step_ms,samples_per_s,speedup,ideal_speedup,of_ideal,bubble_measured,"
               "bubble_formula,bubble_simulated,act_bytes_first,act_bytes_last,gemm_efficiency,allreduce_ms,hidden,"
-              "weight_version_bytes_first,weight_version_bytes_last\n";
+              "weight_version_bytes_first,weight_version_bytes_last,busy_ms_first,busy_ms_last\n";
   }
   void row(const Row& r, const Result& res) {
     const int64_t d = o_.width, per_row = o_.model == "gpt" ? o_.context : 1;
@@ -306,7 +309,8 @@ class Table {
            << r.v << ',' << r.dp << ',' << r.checkpoint << ',' << 1e3 * res.step_s << ',' << o_.batch / res.step_s << ',' << speedup
            << ',' << ideal << ',' << (ideal > 0 ? speedup / ideal : -1) << ',' << res.bubble_measured << ',' << formula << ',' << res.bubble_simulated << ','
            << res.peak_first << ',' << res.peak_last << ',' << g << ',' << 1e3 * res.allreduce_s << ',' << res.hidden
-           << ',' << res.versions_first << ',' << res.versions_last << '\n';
+           << ',' << res.versions_first << ',' << res.versions_last << ',' << (res.busy_first < 0 ? -1 : 1e3 * res.busy_first)
+           << ',' << (res.busy_last < 0 ? -1 : 1e3 * res.busy_last) << '\n';
   }
   void footer() {
     std::printf("speedup = step time of P=1, M=1 / this step time; ideal = P * dp * (1 - formula bubble) * GEMM eff; "

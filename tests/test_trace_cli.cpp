@@ -64,7 +64,7 @@ std::string show_schedule_args(const std::string& s, int P, int M, int v, bool c
          (ck ? " --checkpoint always" : "");
 }
 
-// bench_schedules' CSV below its header: each line with its fields (every line must have all 22).
+// bench_schedules' CSV below its header: each line with its fields (every line must have all 24).
 std::vector<std::pair<std::string, std::vector<std::string>>> csv_rows(const std::string& file) {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
   std::ifstream csv(file);
@@ -74,8 +74,8 @@ std::vector<std::pair<std::string, std::vector<std::string>>> csv_rows(const std
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    EXPECT_EQ(f.size(), 22u) << line;
-    f.resize(22);
+    EXPECT_EQ(f.size(), 24u) << line;
+    f.resize(24);
     out.emplace_back(line, f);
   }
   return out;
@@ -307,6 +307,11 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
     EXPECT_LT(measured, P == 1 ? 0.25 : 1.0) << line;
     EXPECT_GE(simulated, 0.0) << line;
     EXPECT_GT(std::stod(f[7]), 0.0) << line;
+    // Each rank's compute in the traced step: more than nothing, less than the step (1 + its bubble).
+    for (int k : {22, 23}) {
+      EXPECT_GT(std::stod(f[static_cast<size_t>(k)]), 0.0) << line;
+      EXPECT_LT(std::stod(f[static_cast<size_t>(k)]), 2 * std::stod(f[7])) << line;
+    }
     if (std::stoi(f[2]) > 1) {
       EXPECT_TRUE(std::filesystem::exists(path("svg/") + f[1] + "_P" + f[2] + "_M" + f[3] + "_v" + f[4] + "_" + f[6] +
                                           "_measured.svg"));

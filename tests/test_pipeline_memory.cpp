@@ -85,17 +85,22 @@ struct Case {
 
 class StashMemory : public ::testing::TestWithParam<Case> {};
 
+// Each rank's measured peak against the simulator's prediction for the program that ran, fed the
+// measured bytes per chunk.
+void expect_peaks_as_simulated(const Measured& m) {
+  Costs costs = Costs::uniform(m.program.num_chunks, 1.0, 1.0);
+  costs.activation_bytes = per_chunk(m);
+  const Simulation sim = simulate(m.program, costs);
+  for (int r = 0; r < m.program.num_ranks; ++r)
+    EXPECT_EQ(static_cast<double>(m.peak[static_cast<size_t>(r)]), sim.ranks[static_cast<size_t>(r)].peak_inflight_bytes)
+        << "rank " << r;
+}
+
 TEST_P(StashMemory, MeasuredPeakEqualsTheSimulatorsPrediction) {
   const auto [schedule, P] = GetParam();
   for (Checkpoint ckpt : {Checkpoint::Never, Checkpoint::ExceptLast, Checkpoint::Always}) {
     SCOPED_TRACE(std::string("checkpoint ") + checkpoint_name(ckpt));
-    const Measured m = measure(schedule, P, ckpt);
-    Costs costs = Costs::uniform(m.program.num_chunks, 1.0, 1.0);
-    costs.activation_bytes = per_chunk(m);
-    const Simulation sim = simulate(m.program, costs);
-    for (int r = 0; r < P; ++r)
-      EXPECT_EQ(static_cast<double>(m.peak[static_cast<size_t>(r)]), sim.ranks[static_cast<size_t>(r)].peak_inflight_bytes)
-          << "rank " << r;
+    expect_peaks_as_simulated(measure(schedule, P, ckpt));
   }
 }
 
@@ -110,12 +115,7 @@ TEST_P(StashMemory, BlockingAndAsynchronousSendsStashTheSameBytes) {
     ASSERT_TRUE(async.program.async_sends);
     ASSERT_FALSE(blocking.program.async_sends);
     EXPECT_EQ(async.stash, blocking.stash);
-    Costs costs = Costs::uniform(blocking.program.num_chunks, 1.0, 1.0);
-    costs.activation_bytes = per_chunk(blocking);
-    const Simulation sim = simulate(blocking.program, costs);
-    for (int r = 0; r < P; ++r)
-      EXPECT_EQ(static_cast<double>(blocking.peak[static_cast<size_t>(r)]), sim.ranks[static_cast<size_t>(r)].peak_inflight_bytes)
-          << "rank " << r;
+    expect_peaks_as_simulated(blocking);
   }
 }
 

@@ -24,6 +24,29 @@ std::string line(const mp::Program& p, int rank) {
   }
   return s;
 }
+// A random schedule (the generators in turn, interleaved where it accepts M) and random costs:
+// zeros, values that do not add up exactly, W, latency.
+mp::Program random_program(std::mt19937& rng, int trial, bool with_zb) {
+  const int P = 1 + static_cast<int>(rng() % 5), M = 1 + static_cast<int>(rng() % 10);
+  const int v = 1 + static_cast<int>(rng() % 3);
+  switch (trial % (with_zb ? 5 : 3)) {
+    case 0: return mp::one_f_one_b(P, M);
+    case 1: return mp::gpipe(P, M);
+    case 3: return mp::zb_h1(P, M);
+    case 4: return mp::forward_only(P, M);
+    default: return mp::interleaved_accepts(P, M) ? mp::interleaved_1f1b(P, M, v) : mp::forward_only(P, M);
+  }
+}
+mp::Costs random_costs(std::mt19937& rng, const mp::Program& p) {
+  mp::Costs c = mp::Costs::uniform(p.num_chunks, 0, 0);
+  for (int i = 0; i < p.num_chunks; ++i) {
+    c.forward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 7.0;
+    c.backward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 3.0;
+    c.weight[static_cast<size_t>(i)] = rng() % 2 ? 0.0 : 0.1 * (rng() % 10);
+  }
+  c.latency = rng() % 2 ? 0.0 : 0.37;
+  return c;
+}
 int comm_count(const mp::Program& p) {
   int n = 0;
   for (int r = 0; r < p.num_ranks; ++r)
@@ -87,19 +110,8 @@ TEST(Lowering, CostAwareLoweringKeepsTheAsynchronousTimeline) {
 TEST(Lowering, AnyCostsGiveAValidProgram) {
   std::mt19937 rng(11);
   for (int trial = 0; trial < 300; ++trial) {
-    const int P = 1 + static_cast<int>(rng() % 5), M = 1 + static_cast<int>(rng() % 10);
-    const int v = 1 + static_cast<int>(rng() % 3);
-    mp::Program p = trial % 3 == 0                  ? mp::one_f_one_b(P, M)
-                    : trial % 3 == 1                ? mp::gpipe(P, M)
-                    : mp::interleaved_accepts(P, M) ? mp::interleaved_1f1b(P, M, v)
-                                                    : mp::forward_only(P, M);
-    mp::Costs c = mp::Costs::uniform(p.num_chunks, 0, 0);
-    for (int i = 0; i < p.num_chunks; ++i) {  // zeros and values that do not add up exactly
-      c.forward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 7.0;
-      c.backward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 3.0;
-      c.weight[static_cast<size_t>(i)] = rng() % 2 ? 0.0 : 0.1 * (rng() % 10);
-    }
-    c.latency = rng() % 2 ? 0.0 : 0.37;
+    const mp::Program p = random_program(rng, trial, false);
+    const mp::Costs c = random_costs(rng, p);
     mp::ValidationReport rep = mp::check(mp::lower(p, c));
     ASSERT_TRUE(rep.ok()) << "trial " << trial << "\n" << rep.to_string();
   }
@@ -151,21 +163,9 @@ TEST(AsyncLowering, SendsRightAfterTheProducerReceivesRightBeforeTheConsumer) {
 TEST(AsyncLowering, KeepsTheAsynchronousTimelineForAnyCosts) {
   std::mt19937 rng(5);
   for (int trial = 0; trial < 400; ++trial) {
-    const int P = 1 + static_cast<int>(rng() % 5), M = 1 + static_cast<int>(rng() % 10);
-    const int v = 1 + static_cast<int>(rng() % 3);
-    mp::Program p = trial % 5 == 0                  ? mp::one_f_one_b(P, M)
-                    : trial % 5 == 1                ? mp::gpipe(P, M)
-                    : trial % 5 == 2                ? mp::zb_h1(P, M)
-                    : trial % 5 == 3                ? mp::forward_only(P, M)
-                    : mp::interleaved_accepts(P, M) ? mp::interleaved_1f1b(P, M, v)
-                                                    : mp::one_f_one_b(P, M);
-    mp::Costs c = mp::Costs::uniform(p.num_chunks, 0, 0);
-    for (int i = 0; i < p.num_chunks; ++i) {
-      c.forward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 7.0;
-      c.backward[static_cast<size_t>(i)] = rng() % 4 == 0 ? 0.0 : (rng() % 100) / 3.0;
-      c.weight[static_cast<size_t>(i)] = rng() % 2 ? 0.0 : 0.1 * (rng() % 10);
-    }
-    c.latency = rng() % 2 ? 0.0 : 0.37;
+    const mp::Program p = random_program(rng, trial, true);
+    const int P = p.num_ranks;
+    mp::Costs c = random_costs(rng, p);
     if (rng() % 2) {
       c.activation_bytes.assign(static_cast<size_t>(p.num_chunks), 64.0);
       c.bandwidth = 100.0;

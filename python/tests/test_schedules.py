@@ -112,6 +112,10 @@ def test_validator_finds_the_deadlock_of_the_naive_lowering():
     assert report.lowered and {v.rule for v in report.violations} == {"deadlock"}
     assert "[0SEND_F1]!" in report.grid and "stuck" in report.grid
     assert par.check(par.Program.read(os.path.join(EXAMPLES, "fixed_1f1b.txt"))).ok
+    # The naive lists are right when sends do not block.
+    async_ = par.Program.read(os.path.join(EXAMPLES, "naive_1f1b_async.txt"))
+    assert async_.async_sends and par.check(async_).ok
+    assert async_.actions == program.actions
 
 
 def test_bad_schedules_raise_with_the_cpp_message():

@@ -27,7 +27,8 @@ enum class Rule {
   // Every send has its receive on the right peer and vice versa; no message where none is
   // needed (same rank, past either end, backward messages in inference).
   Matching,
-  // Running it with blocking (rendezvous) send/recv gets stuck.
+  // Running it gets stuck: with blocking (rendezvous) send/recv, or — Program::async_sends — with
+  // sends that do not wait and receives that wait for their send.
   Deadlock,
 };
 const char* rule_name(Rule rule);
@@ -55,7 +56,8 @@ ValidationReport check(const Program& program);
 void validate(const Program& program);
 
 // Runs the program step by step — in each step every rank runs its next action if it can; a
-// send and its receive run in the same step, together (blocking rendezvous) — and draws the
+// send and its receive run in the same step, together (blocking rendezvous; with async_sends a
+// send runs alone and its receive in a later step) — and draws the
 // step × rank grid. Actions that never ran are listed below a "stuck" line. `marks` are
 // (rank, index) pairs drawn as `[1B3]!`.
 std::string step_grid(const Program& program, const std::vector<std::pair<int, int>>& marks = {});

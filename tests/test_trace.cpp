@@ -90,28 +90,28 @@ TEST(MeasuredBubble, SyntheticTraceWithAKnownAnswer) {
 TEST(MeasuredBubble, ATraceOfASimulationGivesBackItsCostsAndItsStepTime) {
   for (const char* s : {"gpipe", "1f1b", "interleaved"})
     for (bool async : {false, true}) {
-    const int v = std::string(s) == "interleaved" ? 2 : 1, C = 3 * v;
-    mp::Costs c = mp::Costs::uniform(C, 1.0, 2.0);
-    for (int i = 0; i < C; ++i) c.forward[static_cast<size_t>(i)] += 0.25 * i, c.backward[static_cast<size_t>(i)] += 0.5 * i;
-    c.activation_bytes.assign(static_cast<size_t>(C), 64.0);
-    c.message_bytes.assign(static_cast<size_t>(C), 16.0);
-    c.latency = 0.125;
-    const mp::Program p = async ? mp::lower_async(mp::make_schedule(s, 3, 6, v)) : mp::lower(mp::make_schedule(s, 3, 6, v), c);
-    const mp::Simulation sim = mp::simulate(p, c);
-    const mp::Trace t = trace_of(p, sim, c);
-    const mp::Costs got = mp::measured_costs(t);
-    for (int i = 0; i < C; ++i) {
-      EXPECT_NEAR(got.forward[static_cast<size_t>(i)], c.forward[static_cast<size_t>(i)], 1e-12) << s;
-      EXPECT_NEAR(got.backward[static_cast<size_t>(i)], c.backward[static_cast<size_t>(i)], 1e-12) << s;
-      EXPECT_DOUBLE_EQ(got.activation_bytes[static_cast<size_t>(i)], 64.0) << s;
+      const int v = std::string(s) == "interleaved" ? 2 : 1, C = 3 * v;
+      mp::Costs c = mp::Costs::uniform(C, 1.0, 2.0);
+      for (int i = 0; i < C; ++i) c.forward[static_cast<size_t>(i)] += 0.25 * i, c.backward[static_cast<size_t>(i)] += 0.5 * i;
+      c.activation_bytes.assign(static_cast<size_t>(C), 64.0);
+      c.message_bytes.assign(static_cast<size_t>(C), 16.0);
+      c.latency = 0.125;
+      const mp::Program p = async ? mp::lower_async(mp::make_schedule(s, 3, 6, v)) : mp::lower(mp::make_schedule(s, 3, 6, v), c);
+      const mp::Simulation sim = mp::simulate(p, c);
+      const mp::Trace t = trace_of(p, sim, c);
+      const mp::Costs got = mp::measured_costs(t);
+      for (int i = 0; i < C; ++i) {
+        EXPECT_NEAR(got.forward[static_cast<size_t>(i)], c.forward[static_cast<size_t>(i)], 1e-12) << s;
+        EXPECT_NEAR(got.backward[static_cast<size_t>(i)], c.backward[static_cast<size_t>(i)], 1e-12) << s;
+        EXPECT_DOUBLE_EQ(got.activation_bytes[static_cast<size_t>(i)], 64.0) << s;
+      }
+      EXPECT_NEAR(got.latency, 0.125, 1e-12) << s;
+      const mp::Simulation m = mp::measured(t), pred = mp::predicted(t);
+      EXPECT_NEAR(m.makespan, sim.makespan, 1e-12) << s;
+      EXPECT_NEAR(pred.makespan, sim.makespan, 1e-9) << s;
+      for (size_t r = 0; r < m.ranks.size(); ++r)
+        EXPECT_NEAR(m.ranks[r].bubble_of_total, sim.ranks[r].bubble_of_total, 1e-12) << s << " rank " << r;
     }
-    EXPECT_NEAR(got.latency, 0.125, 1e-12) << s;
-    const mp::Simulation m = mp::measured(t), pred = mp::predicted(t);
-    EXPECT_NEAR(m.makespan, sim.makespan, 1e-12) << s;
-    EXPECT_NEAR(pred.makespan, sim.makespan, 1e-9) << s;
-    for (size_t r = 0; r < m.ranks.size(); ++r)
-      EXPECT_NEAR(m.ranks[r].bubble_of_total, sim.ranks[r].bubble_of_total, 1e-12) << s << " rank " << r;
-  }
 }
 
 TEST(MeasuredBubble, ClosedForm) {

@@ -249,8 +249,7 @@ void Executor::forward_action(Run& r, int c, int m) {
   if (keep_graph) s.root = last ? loss : y;
   y = Tensor();
   loss = Tensor();
-  s.bytes = account_->live() - live0 + (received_[at(c, m)] ? static_cast<int64_t>(x.nbytes()) : 0);
-  stash_bytes_[at(c, m)] = s.bytes;
+  stash_bytes_[at(c, m)] = account_->live() - live0 + (received_[at(c, m)] ? static_cast<int64_t>(x.nbytes()) : 0);
 }
 
 void Executor::backward_action(Run& r, int c, int m) {
@@ -299,21 +298,12 @@ void Executor::send_forward(Run& r, int c, int m) {
   const Action a{c, Op::SEND_F, m};
   Tensor y = take(out_f_[at(c, m)], "output to send", a);
   auto request = comm_.isend(y, program_.rank_of(c + 1, m), forward_tag(c, m), to_string(a));
-  if (program_.async_sends) {  // the output leaves when the receiver takes it: measured then
-    Stash& s = stash_[at(c, m)];
-    if (r.loss != nullptr && s.root.defined() && s.root.is_same(y)) s.root = autograd::without_data(s.root);
-    post(std::move(request), std::move(y), r.loss != nullptr ? static_cast<int64_t>(at(c, m)) : -1);
-    return;
-  }
-  request->wait();
-  if (r.loss == nullptr) return;
-  // Sent: keep only what backward needs of the output (its autograd node), and measure what that frees.
+  // Sent: backward keeps only the output's autograd node. What that frees is counted when the send
+  // finishes (finish_sends): at once with blocking sends, when the receiver took it otherwise.
   Stash& s = stash_[at(c, m)];
-  const int64_t live0 = account_->live();
-  if (s.root.defined() && s.root.is_same(y)) s.root = autograd::without_data(s.root);
-  y = Tensor();
-  s.bytes -= live0 - account_->live();
-  stash_bytes_[at(c, m)] = s.bytes;
+  const bool training = r.loss != nullptr;
+  if (training && s.root.defined() && s.root.is_same(y)) s.root = autograd::without_data(s.root);
+  post(std::move(request), std::move(y), training ? static_cast<int64_t>(at(c, m)) : -1);
 }
 
 void Executor::recv_forward(int c, int m, int rows) {
@@ -329,12 +319,12 @@ void Executor::send_backward(int c, int m) {
   const Action a{c, Op::SEND_B, m};
   Tensor g = take(out_b_[at(c, m)], "input gradient to send", a);
   auto request = comm_.isend(g, program_.rank_of(c - 1, m), backward_tag(c, m), to_string(a));
-  if (program_.async_sends) post(std::move(request), std::move(g), -1);
-  else request->wait();
+  post(std::move(request), std::move(g), -1);  // sent first: arguments have no order
 }
 
 void Executor::post(std::unique_ptr<Request> request, Tensor data, int64_t forward_slot) {
   in_flight_.push_back({std::move(request), std::move(data), forward_slot});
+  if (!program_.async_sends) finish_sends(true);  // a blocking send waits for its receive here
 }
 
 void Executor::finish_sends(bool all) {

@@ -122,7 +122,6 @@ class Executor {
     Shape out_shape;   // the output's shape: the gradient coming back must have it
     DType out_dtype = DType::Float32;
     Generator generator{0};  // the chunk's sequential generator before F (replayed when recomputing)
-    int64_t bytes = 0;
   };
   struct Run;  // one call's state: the batch, the loss, the step, the outputs
 
@@ -133,9 +132,10 @@ class Executor {
   void recv_forward(int c, int m, int rows);
   void send_backward(int c, int m);
   void recv_backward(int c, int m);
-  // async_sends: a send posted and not yet finished. The rank holds the sent tensor until then, so
-  // it is freed on the rank's own thread and memory account (on `local` the receiver copies it on
-  // its thread); a forward send's slot then learns what dropping its output freed.
+  // A send posted and not yet finished (with blocking sends, post() finishes it at once). The rank
+  // holds the sent tensor until then, so it is freed on the rank's own thread and memory account
+  // (on `local` the receiver copies it on its thread); a forward send's slot then learns what
+  // dropping its output freed.
   struct InFlight {
     std::unique_ptr<Request> request;
     Tensor data;

@@ -92,7 +92,9 @@ int expect_steps_equal_one_device(const Case& c, std::initializer_list<int> Ms, 
         EXPECT_LE(std::abs(losses[static_cast<size_t>(r)] - ref_loss), tol * std::abs(ref_loss)) << "rank " << r;
       for (const auto& [name, t] : model->named_parameters()) {
         EXPECT_TRUE(t.grad().defined()) << name;
-        if (t.grad().defined()) EXPECT_LE(test_util::rel_diff(t.grad(), ref_grads.at(name)), tol) << name;
+        if (t.grad().defined()) {
+          EXPECT_LE(test_util::rel_diff(t.grad(), ref_grads.at(name)), tol) << name;
+        }
       }
       ++runs;
     }

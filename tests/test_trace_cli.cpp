@@ -64,7 +64,7 @@ std::string show_schedule_args(const std::string& s, int P, int M, int v, bool c
          (ck ? " --checkpoint always" : "");
 }
 
-// bench_schedules' CSV below its header: each line with its fields (every line must have all 24).
+// bench_schedules' CSV below its header: each line with its fields (every line must have all 27).
 std::vector<std::pair<std::string, std::vector<std::string>>> csv_rows(const std::string& file) {
   std::vector<std::pair<std::string, std::vector<std::string>>> out;
   std::ifstream csv(file);
@@ -74,8 +74,8 @@ std::vector<std::pair<std::string, std::vector<std::string>>> csv_rows(const std
     std::vector<std::string> f;
     std::stringstream ss(line);
     for (std::string x; std::getline(ss, x, ',');) f.push_back(x);
-    EXPECT_EQ(f.size(), 24u) << line;
-    f.resize(24);
+    EXPECT_EQ(f.size(), 27u) << line;
+    f.resize(27);
     out.emplace_back(line, f);
   }
   return out;
@@ -296,6 +296,7 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
   const ProgramResult r = run_program("bench_schedules", "--tiny --csv " + path("b.csv") + " --svg-dir " + path("svg"));
   ASSERT_EQ(r.status, 0) << r.output;
   EXPECT_TRUE(has(r.output, "MEASURED on the local communicator")) << r.output;
+  EXPECT_TRUE(has(r.output, "baseline (P=1, M=1) again after the sweep: ")) << r.output;
   EXPECT_EQ(read(path("b.csv")).rfind("mode,schedule,P,M,v,dp,checkpoint,step_ms", 0), 0u);
   int rows = 0;
   for (const auto& [line, f] : csv_rows(path("b.csv"))) {
@@ -307,6 +308,16 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
     EXPECT_LT(measured, P == 1 ? 0.25 : 1.0) << line;
     EXPECT_GE(simulated, 0.0) << line;
     EXPECT_GT(std::stod(f[7]), 0.0) << line;
+    // The stages' own bubble: the same simulation with free messages, so never above it; nothing
+    // to wait for on one rank; the ideal it gives is P dp (1 - bubble) x GEMM efficiency.
+    const double stages = std::stod(f[24]);
+    EXPECT_GE(stages, 0.0) << line;
+    EXPECT_LE(stages, simulated + 1e-9) << line;
+    if (P == 1) {
+      EXPECT_NEAR(stages, 0.0, 1e-9) << line;
+    }
+    EXPECT_NEAR(std::stod(f[25]), P * (1 - stages) * std::stod(f[17]), 1e-4) << line;
+    EXPECT_NEAR(std::stod(f[26]), std::stod(f[9]) / std::stod(f[25]), 1e-4) << line;
     // Each rank's compute in the traced step: more than nothing, less than the step (1 + its bubble).
     for (int k : {22, 23}) {
       EXPECT_GT(std::stod(f[static_cast<size_t>(k)]), 0.0) << line;

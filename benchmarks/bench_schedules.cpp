@@ -260,14 +260,19 @@ int main(int argc, char** argv) {
         MP_CHECK(ctx.comm.size() >= o.max_ranks(), "bench_schedules: the sweep needs ", o.max_ranks(),
                  " ranks, mpirun started ", ctx.comm.size());
         if (ctx.comm.rank() == 0) table.header();
-        for (bench::Row& row : rows) {
-          const int used = row.P * row.dp;
-          auto sub = ctx.comm.split(ctx.comm.rank() < used ? 0 : 1, ctx.comm.rank());
-          bench::Result res;
-          if (ctx.comm.rank() < used) run_measured(o, row, *sub, res);
-          ctx.comm.barrier();
-          if (ctx.comm.rank() == 0) table.row(row, res);
-        }
+        // --rounds: the whole sweep again and again, so the rows interleave in time; each row is
+        // printed in the last round, as its median round.
+        std::vector<std::vector<bench::Result>> results(rows.size());
+        for (int round = 0; round < o.rounds; ++round)
+          for (size_t i = 0; i < rows.size(); ++i) {
+            const int used = rows[i].P * rows[i].dp;
+            auto sub = ctx.comm.split(ctx.comm.rank() < used ? 0 : 1, ctx.comm.rank());
+            bench::Result res;
+            if (ctx.comm.rank() < used) run_measured(o, rows[i], *sub, res);
+            ctx.comm.barrier();
+            results[i].push_back(res);
+            if (ctx.comm.rank() == 0 && round == o.rounds - 1) table.row(rows[i], bench::median_round(results[i]));
+          }
         // The baseline once more: how far the machine drifted while the sweep ran.
         for (const bench::Row& row : rows) {
           if (!row.baseline) continue;

@@ -3,13 +3,14 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <thread>
 #include <iomanip>
 #include <map>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "examples/pipeline_flags.h"
@@ -36,6 +37,7 @@ struct SweepOptions {
   std::string comm = "local";
   bool replay = false, tiny = false, blocking_sends = false;
   int steps = 5, warmup = 2;
+  int rounds = 1;  // measured: the whole sweep this many times, each row's median round reported
   int64_t batch = 256, width = 1024, blocks = 8, context = 64;
   std::string csv, svg_dir;
 
@@ -57,12 +59,16 @@ struct SweepOptions {
     app.add_flag("--tiny", tiny, "a sweep of seconds (what CI runs): width 64, 4 blocks, batch 16, P 1,2, M 1,2,4");
     app.add_option("--steps", steps, "timed steps per configuration (median)")->capture_default_str();
     app.add_option("--warmup", warmup, "untimed steps first")->capture_default_str();
+    app.add_option("--rounds", rounds,
+                   "measured: run the whole sweep this many times and report each row's median round (the rows "
+                   "interleave in time, so a slow minute on a shared machine hits all of them)")
+        ->capture_default_str();
     app.add_option("--batch", batch, "rows per step (B; gpt: sequences)")->capture_default_str();
     app.add_option("--width", width, "d: block width (gpt: d_model)")->capture_default_str();
     app.add_option("--blocks", blocks, "identical blocks in the model")->capture_default_str();
     app.add_option("--context", context, "gpt: tokens per sequence")->capture_default_str();
     app.add_option("--csv", csv, "also write the table here");
-    app.add_option("--svg-dir", svg_dir, "write each configuration's Gantt chart(s) here");
+    app.add_option("--svg-dir", svg_dir, "write each configuration's Gantt chart(s) here (with --rounds: the last round's)");
   }
   void finish() {
     if (tiny) {
@@ -85,6 +91,8 @@ struct SweepOptions {
                  " x M = ", M);
     for (const std::string& c : checkpoints) parallel::parse_checkpoint(c);
     MP_CHECK(width >= 1 && blocks >= 1 && steps >= 1 && warmup >= 0, "bench_schedules: bad sizes");
+    MP_CHECK(rounds >= 1, "--rounds must be >= 1, got ", rounds);
+    MP_CHECK(!replay || rounds == 1, "bench_schedules: --rounds repeats measured runs; --replay times each chunk once");
   }
   int max_stages() const { return *std::max_element(stages.begin(), stages.end()); }
   int max_dp() const { return *std::max_element(dps.begin(), dps.end()); }
@@ -115,6 +123,13 @@ struct Result {
   // unequal stages show here; -1 in replay rows.
   double busy_first = -1, busy_last = -1;
 };
+
+// The round whose step time is the median (the lower middle of an even count): its bubbles, bytes
+// and busy times go with the step time they were traced in.
+inline Result median_round(std::vector<Result> rounds) {
+  std::sort(rounds.begin(), rounds.end(), [](const Result& a, const Result& b) { return a.step_s < b.step_s; });
+  return rounds[(rounds.size() - 1) / 2];
+}
 
 struct Batch {
   Tensor x, y;
@@ -253,10 +268,12 @@ class Table {
   void header() {
     const int64_t d = o_.width;
     std::printf("bench_schedules: %s model, %lld identical blocks of width %lld, batch %lld%s; 1 intra-op thread per "
-                "rank; %d timed steps (median); %s\n",
+                "rank; %d timed steps (median)%s; %s\n",
                 o_.model.c_str(), static_cast<long long>(o_.blocks), static_cast<long long>(d),
                 static_cast<long long>(o_.batch), o_.model == "gpt" ? (" x " + std::to_string(o_.context) + " tokens").c_str() : "",
-                o_.steps, o_.blocking_sends ? "blocking sends" : "sends that do not block");
+                o_.steps,
+                o_.rounds > 1 ? (", the median of " + std::to_string(o_.rounds) + " rounds of the sweep").c_str() : "",
+                o_.blocking_sends ? "blocking sends" : "sends that do not block");
     if (o_.replay)
       std::printf("REPLAY: each chunk's F and B timed alone on this core, the step laid out on P virtual devices by the "
                   "simulator (not a measured run; the bubble column is the simulator's)\n");

@@ -333,6 +333,15 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
   const ProgramResult replay = run_program("bench_schedules", "--tiny --replay --schedules 1f1b --csv " + path("r.csv"));
   ASSERT_EQ(replay.status, 0) << replay.output;
   EXPECT_TRUE(has(replay.output, "REPLAY: each chunk's F and B timed alone")) << replay.output;
+  // --rounds: the sweep three times, one line per row, said in the header.
+  const ProgramResult rounds =
+      run_program("bench_schedules", "--tiny --rounds 3 --schedules 1f1b --checkpoint never --csv " + path("rounds.csv"));
+  ASSERT_EQ(rounds.status, 0) << rounds.output;
+  EXPECT_TRUE(has(rounds.output, "the median of 3 rounds of the sweep")) << rounds.output;
+  EXPECT_EQ(csv_rows(path("rounds.csv")).size(), 6u) << read(path("rounds.csv"));  // P = 1, 2 x M = 1, 2, 4
+  const ProgramResult bad = run_program("bench_schedules", "--tiny --replay --rounds 2");
+  EXPECT_NE(bad.status, 0);
+  EXPECT_TRUE(has(bad.output, "--rounds repeats measured runs")) << bad.output;
   EXPECT_TRUE(has(read(path("r.csv")), "\nreplay,1f1b,2,4,1,1,never,")) << read(path("r.csv"));
 }
 

@@ -1,5 +1,5 @@
 // bench_cuda: the CUDA backend's kernels on one GPU — GB/s of the memory-bound ops (copy, add, exp,
-// GELU, softmax, LayerNorm, AdamW) and TFLOP/s of float32 GEMMs (and TF32 with --tf32), each next
+// GELU, softmax, LayerNorm, AdamW, SGD) and TFLOP/s of float32 GEMMs (and TF32 with --tf32), each next
 // to the device's peak computed from its properties. Timed with CUDA events on the compute stream:
 // the median of --reps runs after --warmup. Prints "no CUDA device" (and exits 0) where there is none.
 // Run: build/bench_cuda [--device 0] [--reps 50] [--tf32]; scripts/gpu_check.sh runs it.
@@ -109,6 +109,7 @@ int main(int argc, char** argv) {
              ops::adamw_step_(x, y, m, v, {.lr = 1e-4, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.01,
                                           .step = 1});
            }},
+          {"sgd step (momentum)", 5 * f, [&] { ops::sgd_step_(x, y, m, {.lr = 1e-4, .momentum = 0.9}); }},
       };
       for (const Row& r : table) {
         const double ms = median_ms(device, warmup, reps, r.run);

@@ -1,14 +1,14 @@
 // SGD and AdamW: each update is one fused loop over a parameter's elements (outside autograd), with
-// the optimizer state kept per parameter. AdamW's loop is the raw op ops::adamw_step_ (a kernel per
-// device); SGD's is written here on the CPU and as raw ops elsewhere. Large parameters split the
-// loop across the intra-op threads; elements are independent, so the bits are the same on any count.
+// the optimizer state kept per parameter. The loops are raw ops, ops::sgd_step_ and ops::adamw_step_
+// (a kernel per device: tensor/cpu/optim.cpp, tensor/cuda/optim.cu); on the CPU large parameters split
+// the loop across the intra-op threads, and elements are independent, so the bits are the same on any
+// thread count.
 #include "nn/optim.h"
 
 #include <cmath>
 
 #include "tensor/factory.h"
 #include "tensor/ops.h"
-#include "tensor/threads.h"
 
 namespace minipipe::optim {
 
@@ -38,10 +38,6 @@ void Optimizer::set_lr(double lr) {
 }
 
 namespace {
-// Elements below which an update runs on one thread (a few microseconds of work: less than
-// waking a second thread costs).
-constexpr int64_t kOptimizerGrain = 16384;
-
 std::vector<std::vector<Tensor>> empty_state(const std::vector<ParamGroup>& groups) {
   std::vector<std::vector<Tensor>> s;
   for (const auto& g : groups) s.emplace_back(g.params.size());
@@ -76,49 +72,14 @@ SGD::SGD(std::vector<ParamGroup> groups, SGDOptions opts)
            " dampening=", opts.dampening);
 }
 
-// The same update as SGD::step's loop, as raw ops (for devices other than the CPU):
-// d = g + wd p; buf = first ? d : mu buf + (1 - dampening) d; d = nesterov ? d + mu buf : buf; p -= lr d.
-void SGD::sgd_step_ops(const Tensor& p, const Tensor& g, const Tensor& buf, bool first, double lr, double wd) const {
-  Tensor d = ops::clone(g);
-  if (wd != 0) ops::add_(d, p, wd);
-  if (opts_.momentum != 0) {
-    if (first) {
-      ops::copy_(buf, d);
-    } else {
-      ops::mul_scalar_(buf, opts_.momentum);
-      ops::add_(buf, d, 1 - opts_.dampening);
-    }
-    if (opts_.nesterov) ops::add_(d, buf, opts_.momentum);
-    else d = buf;
-  }
-  ops::add_(p, d, -lr);
-}
-
 void SGD::step() {
   for_each_grad([&](const ParamGroup& group, size_t gi, size_t pi, const Tensor& p, const Tensor& g) {
     Tensor& buf = momentum_[gi][pi];
-    const bool first = !buf.defined();
-    if (opts_.momentum != 0 && first) buf = zeros(p.sizes(), p.options());
-    if (!p.device().is_cpu()) return sgd_step_ops(p, g, buf, first, group.lr, group.weight_decay);
-    MP_DISPATCH_FLOAT(p.dtype(), "SGD", [&] {
-      using T = scalar_t;
-      T* pp = p.data_ptr<T>();
-      const T* pg = g.data_ptr<T>();
-      T* pb = opts_.momentum != 0 ? buf.data_ptr<T>() : nullptr;
-      const T lr = static_cast<T>(group.lr), wd = static_cast<T>(group.weight_decay);
-      const T mu = static_cast<T>(opts_.momentum), damp = static_cast<T>(1 - opts_.dampening);
-      const bool nesterov = opts_.nesterov;
-      parallel_for(p.numel(), kOptimizerGrain, [=](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) {
-          T d = pg[i] + wd * pp[i];
-          if (pb) {
-            pb[i] = first ? d : mu * pb[i] + damp * d;
-            d = nesterov ? d + mu * pb[i] : pb[i];
-          }
-          pp[i] -= lr * d;
-        }
-      });
-    });
+    const bool first = opts_.momentum != 0 && !buf.defined();
+    if (first) buf = zeros(p.sizes(), p.options());
+    ops::sgd_step_(p, g, buf,
+                   {.lr = group.lr, .momentum = opts_.momentum, .dampening = opts_.dampening,
+                    .weight_decay = group.weight_decay, .nesterov = opts_.nesterov, .first = first});
   });
 }
 

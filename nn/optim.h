@@ -63,7 +63,6 @@ class SGD : public Optimizer {
   int64_t state_bytes() const override;
 
  private:
-  void sgd_step_ops(const Tensor& p, const Tensor& g, const Tensor& buf, bool first, double lr, double wd) const;
   SGDOptions opts_;
   std::vector<std::vector<Tensor>> momentum_;  // per group, per param (undefined until used)
 };

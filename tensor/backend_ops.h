@@ -85,9 +85,10 @@ using TensorTriple = std::tuple<Tensor, Tensor, Tensor>;
   X(TensorPair, attention_forward, (const Tensor& qkv, int64_t n_head, const Tensor& mask))                \
   X(Tensor, attention_backward,                                                                            \
     (const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head, const Tensor& mask))         \
-  /* optimizer: one fused AdamW update of p in place (ops::adamw_step_ documents the arithmetic) */       \
+  /* optimizer: one fused update of p in place (ops::adamw_step_, ops::sgd_step_: the arithmetic) */     \
   X(void, adamw_step_, (const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v,             \
-                        const ops::AdamWStep& s))
+                        const ops::AdamWStep& s))                                                          \
+  X(void, sgd_step_, (const Tensor& p, const Tensor& grad, const Tensor& buf, const ops::SGDStep& s))
 // clang-format on
 
 // X-macros over the list: a kernel's declaration in a backend's namespace, and its table entry

@@ -309,6 +309,10 @@ Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& a
 void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWStep& s) {
   MP_KERNEL(adamw_step_, p, grad, m, v)(p, grad, m, v, s);
 }
+void sgd_step_(const Tensor& p, const Tensor& grad, const Tensor& buf, const SGDStep& s) {
+  if (buf.defined()) return MP_KERNEL(sgd_step_, p, grad, buf)(p, grad, buf, s);
+  MP_KERNEL(sgd_step_, p, grad)(p, grad, buf, s);  // no momentum: no buffer
+}
 
 #undef MP_KERNEL
 

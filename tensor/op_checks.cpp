@@ -106,4 +106,17 @@ void adamw(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v
   MP_CHECK(s.step >= 1, "adamw_step_: step counts from 1, got ", s.step);
 }
 
+void sgd(const Tensor& p, const Tensor& grad, const Tensor& buf, const ops::SGDStep& s) {
+  MP_CHECK(buf.defined() == (s.momentum != 0), "sgd_step_: a momentum buffer goes with momentum != 0, got ",
+           buf.defined() ? "a buffer" : "no buffer", " and momentum ", s.momentum);
+  const Tensor& b = buf.defined() ? buf : p;
+  MP_CHECK(grad.sizes() == p.sizes() && b.sizes() == p.sizes(), "sgd_step_: parameter ", shape_str(p.sizes()),
+           ", gradient ", shape_str(grad.sizes()), " and buffer ", shape_str(b.sizes()), " must have one shape");
+  MP_CHECK(grad.dtype() == p.dtype() && b.dtype() == p.dtype(),
+           "sgd_step_: parameter, gradient and buffer must have one dtype, got ", dtype_name(p.dtype()), ", ",
+           dtype_name(grad.dtype()), ", ", dtype_name(b.dtype()));
+  MP_CHECK(p.is_contiguous() && grad.is_contiguous() && b.is_contiguous(),
+           "sgd_step_: parameter, gradient and buffer must be contiguous");
+}
+
 }  // namespace minipipe::checks

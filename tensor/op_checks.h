@@ -50,5 +50,7 @@ std::pair<std::vector<int64_t>, std::vector<int64_t>> batch_offsets(const Shape&
 
 // adamw_step_'s operands: one shape, one dtype, contiguous, step >= 1.
 void adamw(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const ops::AdamWStep& s);
+// sgd_step_'s operands: one shape, one dtype, contiguous; a buffer exactly when momentum != 0.
+void sgd(const Tensor& p, const Tensor& grad, const Tensor& buf, const ops::SGDStep& s);
 
 }  // namespace minipipe::checks

@@ -156,7 +156,7 @@ std::pair<Tensor, Tensor> attention_forward(const Tensor& qkv, int64_t n_head, c
 Tensor attention_backward(const Tensor& dout, const Tensor& qkv, const Tensor& att, int64_t n_head,
                           const Tensor& mask = {});
 
-// ---- optimizer (tensor/cpu/optim.cpp) ----
+// ---- optimizer (tensor/cpu/optim.cpp, tensor/cuda/optim.cu) ----
 // One AdamW step (decoupled weight decay, Loshchilov & Hutter) for a parameter p, in place, with
 // t = step (from 1), bc1 = 1 - beta1^t, bc2 = 1 - beta2^t:
 //   p *= 1 - lr * weight_decay;  m = beta1 m + (1 - beta1) g;  v = beta2 v + (1 - beta2) g^2;
@@ -167,5 +167,15 @@ struct AdamWStep {
   int64_t step = 1;
 };
 void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v, const AdamWStep& s);
+// One SGD step (PyTorch's) for a parameter p, in place:
+//   d = g + weight_decay p;  with momentum mu > 0: buf = first ? d : mu buf + (1 - dampening) d,
+//   d = nesterov ? d + mu buf : buf;  p -= lr d.
+// buf: the momentum buffer, defined exactly when momentum != 0 (first: it holds nothing yet).
+// p, grad, buf: one shape, one floating dtype, contiguous, one device.
+struct SGDStep {
+  double lr = 0.01, momentum = 0.0, dampening = 0.0, weight_decay = 0.0;
+  bool nesterov = false, first = false;
+};
+void sgd_step_(const Tensor& p, const Tensor& grad, const Tensor& buf, const SGDStep& s);
 
 }  // namespace minipipe::ops

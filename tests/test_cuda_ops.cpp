@@ -199,6 +199,21 @@ std::vector<CudaCase> cases() {
          adamw_step_(p, x[1], m, v, {.lr = 1e-2, .weight_decay = 0.1, .step = 3});
          return Ts{p, m, v};
        }},
+      {"sgd_step", {normal({1030}), normal({1030})}, [](const Ts& x) {
+         Tensor p = clone(x[0]);
+         sgd_step_(p, x[1], Tensor(), {.lr = 1e-2, .weight_decay = 0.1});
+         return one(p);
+       }},
+      {"sgd_step_momentum_first", {normal({1030}), normal({1030})}, [](const Ts& x) {
+         Tensor p = clone(x[0]), buf = zeros_like(x[0]);
+         sgd_step_(p, x[1], buf, {.lr = 1e-2, .momentum = 0.9, .first = true});
+         return Ts{p, buf};
+       }},
+      {"sgd_step_nesterov", {normal({1027}), normal({1027}), normal({1027})}, [](const Ts& x) {
+         Tensor p = clone(x[0]), buf = clone(x[2]);
+         sgd_step_(p, x[1], buf, {.lr = 1e-2, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.1, .nesterov = true});
+         return Ts{p, buf};
+       }},
   };
 }
 

@@ -128,5 +128,8 @@ void launch_dropout_mask(float* mask, int64_t rows, int64_t per_row, uint64_t ke
 // The fused AdamW step of ops::adamw_step_ on n float32 elements (coefficients precomputed in double).
 void launch_adamw(float* p, const float* g, float* m, float* v, int64_t n, float beta1, float beta2, float decay,
                   float step_size, float inv_sqrt_bc2, float eps, cudaStream_t stream);
+// The fused SGD step of ops::sgd_step_ on n float32 elements; buf null without momentum.
+void launch_sgd(float* p, const float* g, float* buf, int64_t n, float lr, float momentum, float damp, float decay,
+                bool nesterov, bool first, cudaStream_t stream);
 
 }  // namespace minipipe::cuda

@@ -1,6 +1,6 @@
 // The CUDA backend's transformer ops: LayerNorm, embedding, causal softmax, attention (cuBLAS
 // strided-batched GEMMs around the causal-softmax kernel, the CPU's algorithm in
-// tensor/cpu/attention.cpp), the dropout mask and the fused AdamW step. Shapes are checked as on
+// tensor/cpu/attention.cpp), the dropout mask and the fused AdamW and SGD steps. Shapes are checked as on
 // the CPU; kernels live in layernorm.cu, embedding.cu, softmax.cu, random.cu, optim.cu.
 #include <cmath>
 
@@ -221,6 +221,14 @@ void adamw_step_(const Tensor& p, const Tensor& grad, const Tensor& m, const Ten
                static_cast<float>(s.beta2), static_cast<float>(1 - s.lr * s.weight_decay),
                static_cast<float>(s.lr / bc1), static_cast<float>(1 / std::sqrt(bc2)), static_cast<float>(s.eps),
                stream_of(p));
+}
+
+void sgd_step_(const Tensor& p, const Tensor& grad, const Tensor& buf, const ops::SGDStep& s) {
+  checks::sgd(p, grad, buf, s);
+  check_f32("sgd_step_", p);
+  launch_sgd(ptr<float>(p), ptr<float>(grad), buf.defined() ? ptr<float>(buf) : nullptr, p.numel(),
+             static_cast<float>(s.lr), static_cast<float>(s.momentum), static_cast<float>(1 - s.dampening),
+             static_cast<float>(s.weight_decay), s.nesterov, s.first, stream_of(p));
 }
 
 }  // namespace minipipe::cuda

@@ -5,7 +5,6 @@
 // micro-batch) slots: in_f_, out_f_, in_b_, out_b_.
 #include "parallel/executor.h"
 
-#include <algorithm>
 #include <optional>
 
 #include "autograd/functions.h"
@@ -138,10 +137,6 @@ void Executor::run(Run& r) {
   weight_bytes_.assign(n, 0);
   records_.clear();
   in_flight_.clear();
-  posted_.clear();
-  posted_.resize(program_.on(rank_).size());
-  outstanding_.clear();
-  posted_ahead_ = 0;
   step_origin_ = r.t0;
   live_at_start_ = account_->live();
   r.outputs.assign(static_cast<size_t>(M), {});
@@ -157,8 +152,6 @@ void Executor::run(Run& r) {
     const int c = a.chunk, m = a.microbatch;
     if (versions && r.async->plan->read[i] >= 0) versions->use(r.async->plan->read[i]);
     if (!in_flight_.empty()) finish_sends(false);  // frees what receivers took (and lets MPI progress)
-    if (program_.async_sends && (a.op == Op::F || a.op == Op::B || a.op == Op::W)) post_receives_ahead(r, i);
-    for (size_t j : outstanding_) posted_[j]->test();  // lets them progress (nccl: enqueue the payload)
     switch (a.op) {
       case Op::F: forward_action(r, c, m); break;
       case Op::B: backward_action(r, c, m); break;
@@ -167,8 +160,7 @@ void Executor::run(Run& r) {
         send_forward(r, c, m);
         break;
       case Op::RECV_F:
-        in_f_[at(c, m)] = receive(r, i);
-        received_[at(c, m)] = true;
+        recv_forward(c, m, static_cast<int>(r.mb.rows[static_cast<size_t>(m)]));
         rec.bytes = static_cast<int64_t>(in_f_[at(c, m)].nbytes());
         break;
       case Op::SEND_B:
@@ -176,7 +168,7 @@ void Executor::run(Run& r) {
         send_backward(c, m);
         break;
       case Op::RECV_B:
-        in_b_[at(c, m)] = receive(r, i);
+        recv_backward(c, m);
         rec.bytes = static_cast<int64_t>(in_b_[at(c, m)].nbytes());
         break;
       case Op::W: weight_work_[at(c, m)].run(); break;  // the weight gradients B left for later
@@ -192,9 +184,6 @@ void Executor::run(Run& r) {
     records_.push_back(rec);
   }
   finish_sends(true);  // every receiver takes its message by the end of its own step
-  for (size_t i = 0; i < posted_.size(); ++i)
-    MP_INTERNAL_ASSERT(!posted_[i], "executor: rank ", rank_, " ended a step with ", to_string(list[i]),
-                       " posted and not taken");
   // Every tensor a slot received was consumed: anything left means the program skipped an action.
   for (size_t i = 0; i < n; ++i)
     MP_INTERNAL_ASSERT(!in_f_[i].defined() && !out_f_[i].defined() && !in_b_[i].defined() && !out_b_[i].defined() &&
@@ -317,39 +306,13 @@ void Executor::send_forward(Run& r, int c, int m) {
   post(std::move(request), std::move(y), training ? static_cast<int64_t>(at(c, m)) : -1);
 }
 
-std::unique_ptr<Request> Executor::post_receive(const Run& r, const Action& a) {
-  const int c = a.chunk, m = a.microbatch;
-  if (a.op == Op::RECV_F) {
-    TensorSpec want = input_specs_[static_cast<size_t>(c)];
-    want.shape.insert(want.shape.begin(), r.mb.rows[static_cast<size_t>(m)]);
-    want.device = chunk(c).device;
-    return comm_.irecv(want, program_.rank_of(c - 1, m), forward_tag(c - 1, m), to_string(a));
-  }
-  MP_INTERNAL_ASSERT(a.op == Op::RECV_B, "executor: ", to_string(a), " is not a receive");
-  const Stash& s = stash_[at(c, m)];  // the gradient coming back has the output's shape
-  return comm_.irecv({s.out_shape, s.out_dtype, chunk(c).device}, program_.rank_of(c + 1, m), backward_tag(c + 1, m),
-                     to_string(a));
-}
-
-Tensor Executor::receive(const Run& r, size_t i) {
-  if (!posted_[i]) return post_receive(r, program_.on(rank_)[i])->wait();
-  outstanding_.erase(std::find(outstanding_.begin(), outstanding_.end(), i));
-  return std::exchange(posted_[i], nullptr)->wait();
-}
-
-void Executor::post_receives_ahead(const Run& r, size_t i) {
-  const std::vector<Action>& list = program_.on(rank_);
-  const Action& now = list[i];
-  for (size_t j = i + 1; j < list.size(); ++j) {
-    const Action& a = list[j];
-    if (a.op == Op::F || a.op == Op::B || a.op == Op::W) break;  // the next compute: its receives are posted
-    if (a.op != Op::RECV_F && a.op != Op::RECV_B) continue;
-    if (posted_[j]) continue;
-    if (a.op == Op::RECV_B && now.op == Op::F && now.chunk == a.chunk && now.microbatch == a.microbatch) continue;
-    posted_[j] = post_receive(r, a);
-    outstanding_.push_back(j);
-    ++posted_ahead_;
-  }
+void Executor::recv_forward(int c, int m, int rows) {
+  const Action a{c, Op::RECV_F, m};
+  TensorSpec want = input_specs_[static_cast<size_t>(c)];
+  want.shape.insert(want.shape.begin(), rows);
+  want.device = chunk(c).device;
+  in_f_[at(c, m)] = comm_.recv(want, program_.rank_of(c - 1, m), forward_tag(c - 1, m), to_string(a));
+  received_[at(c, m)] = true;
 }
 
 void Executor::send_backward(int c, int m) {
@@ -380,5 +343,11 @@ void Executor::finish_sends(bool all) {
   in_flight_ = std::move(still);
 }
 
+void Executor::recv_backward(int c, int m) {
+  const Action a{c, Op::RECV_B, m};
+  const Stash& s = stash_[at(c, m)];
+  in_b_[at(c, m)] = comm_.recv({s.out_shape, s.out_dtype, chunk(c).device}, program_.rank_of(c + 1, m), backward_tag(c + 1, m),
+                               to_string(a));
+}
 
 }  // namespace minipipe::parallel

@@ -104,8 +104,6 @@ class Executor {
   // The rank's live bytes when the last call began: records' live_bytes minus this is what the
   // step itself holds at each point (stashes, messages, gradients).
   int64_t live_at_start() const { return live_at_start_; }
-  // How many receives the last call posted ahead of their RECV (sends that do not block only).
-  int receives_posted_ahead() const { return posted_ahead_; }
   const Program& program() const { return program_; }
   int rank() const { return rank_; }
   bool checkpointed(int chunk) const;
@@ -131,17 +129,9 @@ class Executor {
   void forward_action(Run& r, int c, int m);
   void backward_action(Run& r, int c, int m);
   void send_forward(Run& r, int c, int m);
+  void recv_forward(int c, int m, int rows);
   void send_backward(int c, int m);
-  // RECV_F / RECV_B at index i of the rank's list: takes the receive posted ahead, or posts it now,
-  // and waits for it.
-  Tensor receive(const Run& r, size_t i);
-  std::unique_ptr<Request> post_receive(const Run& r, const Action& a);
-  // Sends that do not block (async_sends) let receives go ahead too: before the compute at index i,
-  // post the receives the rank's next compute needs (the RECVs between the two), so a backend that
-  // moves data on its own (nccl: on the link's stream) brings it in while this compute runs; mpi
-  // and local move it when the rank tests or waits. A RECV_B whose F is this very compute is not
-  // posted ahead: the gradient's shape is the output's, not known yet.
-  void post_receives_ahead(const Run& r, size_t i);
+  void recv_backward(int c, int m);
   // A send posted and not yet finished (with blocking sends, post() finishes it at once). The rank
   // holds the sent tensor until then, so it is freed on the rank's own thread and memory account
   // (on `local` the receiver copies it on its thread); a forward send's slot then learns what
@@ -176,9 +166,6 @@ class Executor {
   std::vector<int64_t> weight_bytes_;                    // and the bytes it holds from B to W
   std::vector<int64_t> stash_bytes_;
   std::vector<InFlight> in_flight_;
-  std::vector<std::unique_ptr<Request>> posted_;  // per index of the rank's list: a receive posted ahead
-  std::vector<size_t> outstanding_;                // the indices posted ahead and not yet received
-  int posted_ahead_ = 0;
   int64_t peak_stash_ = 0, live_at_start_ = 0;
   int peak_versions_ = 0;
   int64_t peak_version_bytes_ = 0;

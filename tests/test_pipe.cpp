@@ -5,7 +5,6 @@
 
 #include <atomic>
 #include <filesystem>
-#include <optional>
 
 #include "parallel/generators.h"
 #include "parallel/lowering.h"
@@ -321,55 +320,6 @@ TEST(ExecutorErrors, AMessageThatNeverComesTimesOut) {
     message = e.what();
   }
   EXPECT_TRUE(has(message, "rank 1: rank 1 recv from rank 0 (tag 0, 1RECV_F0): nothing after 0.3 s")) << message;
-}
-
-// The receives a rank posts ahead, by the rule: each RECV that follows a compute, but a gradient
-// whose F is that very compute (its shape is not known before it runs).
-int receives_ahead_by_rule(const Program& p, int rank) {
-  int n = 0;
-  std::optional<Action> compute;
-  for (const Action& a : p.on(rank)) {
-    if (a.op == Op::F || a.op == Op::B || a.op == Op::W) compute = a;
-    const bool recv = a.op == Op::RECV_F || a.op == Op::RECV_B;
-    if (recv && compute && !(a.op == Op::RECV_B && compute->op == Op::F && compute->chunk == a.chunk &&
-                             compute->microbatch == a.microbatch))
-      ++n;
-  }
-  return n;
-}
-
-// Sends that do not block let receives go ahead: each is posted before the compute that precedes
-// it, so its transfer can run during that compute. Blocking sends post none ahead (a send there
-// must find its receive posted at the RECV, as the program says). Either way the step computes
-// the same loss.
-TEST(ExecutorReceivesAhead, PostedBeforeThePrecedingCompute) {
-  auto model = test_util::build_model(ModelKind::Mlp, DType::Float32, 0.0, 1);
-  const auto batch = test_util::make_batch(ModelKind::Mlp, DType::Float32, 8, 2);
-  MicroBatches mb{{2, 2, 2, 2}, {0, 2, 4, 6}, {}, {}};
-  for (int64_t k = 0; k < 4; ++k) {
-    mb.inputs.push_back(ops::narrow(batch.x, 0, 2 * k, 2));
-    mb.targets.push_back(ops::narrow(batch.y, 0, 2 * k, 2));
-  }
-  for (const std::string schedule : {"gpipe", "1f1b", "zb-h1"}) {
-    double loss[2][2] = {};
-    for (bool async : {true, false}) {
-      SCOPED_TRACE(schedule + (async ? " async" : " blocking"));
-      const Program compute = make_schedule(schedule, 2, 4);
-      const Program p = async ? lower_async(compute) : lower(compute);
-      run_ranks(2, [&](RankContext& ctx) {
-        const int rank = ctx.comm.rank();
-        std::vector<TensorSpec> specs(2);
-        specs[1] = {{16}, DType::Float32};
-        Executor ex(p, rank, chunks_of(model, p, rank), ctx.comm, Checkpoint::Never, specs);
-        loss[async][rank] = ex.train_step(mb, test_util::loss_of(ModelKind::Mlp), 0);
-        EXPECT_EQ(ex.receives_posted_ahead(), async ? receives_ahead_by_rule(p, rank) : 0) << "rank " << rank;
-        if (async) {
-          EXPECT_GE(ex.receives_posted_ahead(), 3) << "rank " << rank;
-        }
-      });
-    }
-    EXPECT_EQ(loss[1][1], loss[0][1]) << schedule;  // the last rank holds the loss
-  }
 }
 
 TEST(ExecutorErrors, ProgramsItCannotRun) {

@@ -278,7 +278,9 @@ int main(int argc, char** argv) {
           if (!row.baseline) continue;
           auto sub = ctx.comm.split(ctx.comm.rank() < 1 ? 0 : 1, ctx.comm.rank());
           bench::Result res;
-          if (ctx.comm.rank() == 0) run_measured(o, row, *sub, res);
+          bench::SweepOptions again = o;
+          again.svg_dir.clear();  // the charts stay the sweep's
+          if (ctx.comm.rank() == 0) run_measured(again, row, *sub, res);
           ctx.comm.barrier();
           if (ctx.comm.rank() == 0) table.baseline_again(res.step_s);
           break;

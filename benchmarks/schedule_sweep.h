@@ -110,8 +110,9 @@ struct Row {
 struct Result {
   double step_s = 0, bubble_measured = -1, bubble_simulated = 0, peak_first = 0, peak_last = 0, mean_action_s = 0;
   // The bubble these stages have by their own compute alone: the simulator fed with the step's per-chunk
-  // F and B times and free messages. Equals the formula's when the stages cost the same; larger when
-  // they do not (the first rank's backward skips the first layer's input gradient, which nothing needs).
+  // F and B times and free messages. With sends that do not block it equals the formula's when the
+  // stages cost the same, and is larger when they do not (the first rank's backward skips the first
+  // layer's input gradient, which nothing needs); with blocking sends it also counts their waits.
   double bubble_stages = -1;
   // dp > 1: the gradient all-reduce's wait after backward without overlap (its whole time), and the
   // share of it overlap hid behind backward: 1 - wait with overlap / wait without.

@@ -109,12 +109,13 @@ void adamw(const Tensor& p, const Tensor& grad, const Tensor& m, const Tensor& v
 void sgd(const Tensor& p, const Tensor& grad, const Tensor& buf, const ops::SGDStep& s) {
   MP_CHECK(buf.defined() == (s.momentum != 0), "sgd_step_: a momentum buffer goes with momentum != 0, got ",
            buf.defined() ? "a buffer" : "no buffer", " and momentum ", s.momentum);
-  const Tensor& b = buf.defined() ? buf : p;
+  const Tensor& b = buf.defined() ? buf : p;  // without momentum only p and grad are checked
   MP_CHECK(grad.sizes() == p.sizes() && b.sizes() == p.sizes(), "sgd_step_: parameter ", shape_str(p.sizes()),
-           ", gradient ", shape_str(grad.sizes()), " and buffer ", shape_str(b.sizes()), " must have one shape");
+           ", gradient ", shape_str(grad.sizes()), buf.defined() ? " and buffer " + shape_str(buf.sizes()) : "",
+           " must have one shape");
   MP_CHECK(grad.dtype() == p.dtype() && b.dtype() == p.dtype(),
            "sgd_step_: parameter, gradient and buffer must have one dtype, got ", dtype_name(p.dtype()), ", ",
-           dtype_name(grad.dtype()), ", ", dtype_name(b.dtype()));
+           dtype_name(grad.dtype()), buf.defined() ? std::string(", ") + dtype_name(buf.dtype()) : "");
   MP_CHECK(p.is_contiguous() && grad.is_contiguous() && b.is_contiguous(),
            "sgd_step_: parameter, gradient and buffer must be contiguous");
 }

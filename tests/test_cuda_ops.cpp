@@ -209,6 +209,11 @@ std::vector<CudaCase> cases() {
          sgd_step_(p, x[1], buf, {.lr = 1e-2, .momentum = 0.9, .first = true});
          return Ts{p, buf};
        }},
+      {"sgd_step_unaligned", {normal({1031}), normal({1030})}, [](const Ts& x) {  // p 4 bytes past alignment
+         Tensor base = clone(x[0]);
+         sgd_step_(narrow(base, 0, 1, 1030), x[1], Tensor(), {.lr = 1e-2, .weight_decay = 0.1});
+         return one(base);
+       }},
       {"sgd_step_nesterov", {normal({1027}), normal({1027}), normal({1027})}, [](const Ts& x) {
          Tensor p = clone(x[0]), buf = clone(x[2]);
          sgd_step_(p, x[1], buf, {.lr = 1e-2, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.1, .nesterov = true});

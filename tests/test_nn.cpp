@@ -169,7 +169,10 @@ TEST(Optim, SGDStepOpChecksItsOperands) {
   EXPECT_NE(message([&] { ops::sgd_step_(p, g, Tensor(), {.lr = 0.1, .momentum = 0.9}); }).find("got no buffer"),
             std::string::npos);
   EXPECT_NE(message([&] { ops::sgd_step_(p, ones({4}), Tensor(), {.lr = 0.1}); })
-                .find("sgd_step_: parameter [3], gradient [4] and buffer [3] must have one shape"),
+                .find("sgd_step_: parameter [3], gradient [4] must have one shape"),
+            std::string::npos);
+  EXPECT_NE(message([&] { ops::sgd_step_(p, g, zeros({2}), {.lr = 0.1, .momentum = 0.9}); })
+                .find("sgd_step_: parameter [3], gradient [3] and buffer [2] must have one shape"),
             std::string::npos);
   EXPECT_NE(message([&] { ops::sgd_step_(p, ones({3}, DType::Float64), Tensor(), {.lr = 0.1}); })
                 .find("must have one dtype, got float32, float64"),

@@ -316,7 +316,7 @@ TEST_F(TraceCli, BenchSchedulesTinySweep) {
     if (P == 1) {
       EXPECT_NEAR(stages, 0.0, 1e-9) << line;
     }
-    EXPECT_NEAR(std::stod(f[25]), P * (1 - stages) * std::stod(f[17]), 1e-4) << line;
+    EXPECT_NEAR(std::stod(f[25]), P * std::stoi(f[5]) * (1 - stages) * std::stod(f[17]), 1e-4) << line;
     EXPECT_NEAR(std::stod(f[26]), std::stod(f[9]) / std::stod(f[25]), 1e-4) << line;
     // Each rank's compute in the traced step: more than nothing, less than the step (1 + its bubble).
     for (int k : {22, 23}) {

@@ -260,30 +260,30 @@ int main(int argc, char** argv) {
         MP_CHECK(ctx.comm.size() >= o.max_ranks(), "bench_schedules: the sweep needs ", o.max_ranks(),
                  " ranks, mpirun started ", ctx.comm.size());
         if (ctx.comm.rank() == 0) table.header();
+        // One configuration on the first P·dp ranks; every rank takes part in the split and barrier.
+        auto measure = [&](const bench::SweepOptions& opts, const bench::Row& row) {
+          const int used = row.P * row.dp;
+          auto sub = ctx.comm.split(ctx.comm.rank() < used ? 0 : 1, ctx.comm.rank());
+          bench::Result res;
+          if (ctx.comm.rank() < used) run_measured(opts, row, *sub, res);
+          ctx.comm.barrier();
+          return res;
+        };
         // --rounds: the whole sweep again and again, so the rows interleave in time; each row is
         // printed in the last round, as its median round.
         std::vector<std::vector<bench::Result>> results(rows.size());
         for (int round = 0; round < o.rounds; ++round)
           for (size_t i = 0; i < rows.size(); ++i) {
-            const int used = rows[i].P * rows[i].dp;
-            auto sub = ctx.comm.split(ctx.comm.rank() < used ? 0 : 1, ctx.comm.rank());
-            bench::Result res;
-            if (ctx.comm.rank() < used) run_measured(o, rows[i], *sub, res);
-            ctx.comm.barrier();
-            results[i].push_back(res);
+            results[i].push_back(measure(o, rows[i]));
             if (ctx.comm.rank() == 0 && round == o.rounds - 1) table.row(rows[i], bench::median_round(results[i]));
           }
-        // The baseline once more: how far the machine drifted while the sweep ran.
-        for (const bench::Row& row : rows) {
-          if (!row.baseline) continue;
-          auto sub = ctx.comm.split(ctx.comm.rank() < 1 ? 0 : 1, ctx.comm.rank());
-          bench::Result res;
+        // The baseline once more (its charts stay the sweep's): how far the machine drifted meanwhile.
+        auto baseline = std::find_if(rows.begin(), rows.end(), [](const bench::Row& r) { return r.baseline; });
+        if (baseline != rows.end()) {
           bench::SweepOptions again = o;
-          again.svg_dir.clear();  // the charts stay the sweep's
-          if (ctx.comm.rank() == 0) run_measured(again, row, *sub, res);
-          ctx.comm.barrier();
+          again.svg_dir.clear();
+          const bench::Result res = measure(again, *baseline);
           if (ctx.comm.rank() == 0) table.baseline_again(res.step_s);
-          break;
         }
         if (ctx.comm.rank() == 0) table.footer();
       });

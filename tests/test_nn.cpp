@@ -152,31 +152,9 @@ TEST(Optim, SGDMomentumWithDampeningMatchesHandComputedUpdates) {
     for (size_t i = 0; i < 2; ++i) EXPECT_NEAR(got[s][i], want[s][i], 1e-12) << "step " << s << " elem " << i;
 }
 
-// The raw op under SGD::step: a buffer exactly when there is momentum, one shape, one dtype.
-TEST(Optim, SGDStepOpChecksItsOperands) {
+// The raw op under SGD::step, without momentum (its bad operands: OpErrors in test_tensor_ops.cpp).
+TEST(Optim, SGDStepOpWithoutMomentum) {
   const Tensor p = ones({3}), g = ones({3});
-  auto message = [](auto&& f) {
-    try {
-      f();
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
-  };
-  EXPECT_NE(message([&] { ops::sgd_step_(p, g, zeros({3}), {.lr = 0.1}); })
-                .find("sgd_step_: a momentum buffer goes with momentum != 0, got a buffer and momentum 0"),
-            std::string::npos);
-  EXPECT_NE(message([&] { ops::sgd_step_(p, g, Tensor(), {.lr = 0.1, .momentum = 0.9}); }).find("got no buffer"),
-            std::string::npos);
-  EXPECT_NE(message([&] { ops::sgd_step_(p, ones({4}), Tensor(), {.lr = 0.1}); })
-                .find("sgd_step_: parameter [3], gradient [4] must have one shape"),
-            std::string::npos);
-  EXPECT_NE(message([&] { ops::sgd_step_(p, g, zeros({2}), {.lr = 0.1, .momentum = 0.9}); })
-                .find("sgd_step_: parameter [3], gradient [3] and buffer [2] must have one shape"),
-            std::string::npos);
-  EXPECT_NE(message([&] { ops::sgd_step_(p, ones({3}, DType::Float64), Tensor(), {.lr = 0.1}); })
-                .find("must have one dtype, got float32, float64"),
-            std::string::npos);
   ops::sgd_step_(p, g, Tensor(), {.lr = 0.5, .weight_decay = 1.0});  // d = 1 + 1: p = 1 - 0.5 * 2
   EXPECT_EQ(p.to_vector<float>(), (std::vector<float>{0, 0, 0}));
 }

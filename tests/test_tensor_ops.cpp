@@ -312,6 +312,17 @@ std::vector<ErrorCase> error_cases() {
       {"add_inplace_shapes", [] { ops::add_(zeros({3}), zeros({2, 3})); }, {"add_", "[2, 3]", "[3]"}},
       {"dropout_p", [] { Generator g; ops::dropout_mask(zeros({2}), 1.0, g); }, {"dropout", "[0, 1)", "1"}},
       {"undefined_input", [] { ops::exp(Tensor()); }, {"exp", "undefined"}},
+      // sgd_step_: a momentum buffer exactly when there is momentum; one shape; one dtype.
+      {"sgd_buffer_without_momentum", [] { ops::sgd_step_(ones({3}), ones({3}), zeros({3}), {.lr = 0.1}); },
+       {"sgd_step_: a momentum buffer goes with momentum != 0, got a buffer and momentum 0"}},
+      {"sgd_momentum_without_buffer", [] { ops::sgd_step_(ones({3}), ones({3}), Tensor(), {.lr = 0.1, .momentum = 0.9}); },
+       {"sgd_step_", "got no buffer"}},
+      {"sgd_shapes", [] { ops::sgd_step_(ones({3}), ones({4}), Tensor(), {.lr = 0.1}); },
+       {"sgd_step_: parameter [3], gradient [4] must have one shape"}},
+      {"sgd_buffer_shape", [] { ops::sgd_step_(ones({3}), ones({3}), zeros({2}), {.lr = 0.1, .momentum = 0.9}); },
+       {"sgd_step_: parameter [3], gradient [3] and buffer [2] must have one shape"}},
+      {"sgd_dtypes", [] { ops::sgd_step_(ones({3}), ones({3}, DType::Float64), Tensor(), {.lr = 0.1}); },
+       {"sgd_step_", "must have one dtype, got float32, float64"}},
   };
 }
 

@@ -78,8 +78,11 @@ std::vector<CudaCase> cases() {
       {"abs", {normal({50})}, [](const Ts& x) { return one(abs(x[0])); }},
       {"tanh", {normal({50})}, [](const Ts& x) { return one(tanh(x[0])); }},
       {"sigmoid", {normal({50})}, [](const Ts& x) { return one(sigmoid(x[0])); }},
+      {"sigmoid_wide", {normal({300})}, [](const Ts& x) { return one(sigmoid(mul_scalar(x[0], 40.0))); }, 1e-30, 1e-4},
       {"relu", {normal({50})}, [](const Ts& x) { return one(relu(x[0])); }},
       {"gelu", {normal({4099})}, [](const Ts& x) { return one(gelu(x[0])); }},
+      // Negative inputs where 0.5 x (1 + tanh u) would cancel: relative error, not just absolute.
+      {"gelu_negative_tail", {positive({64})}, [](const Ts& x) { return one(gelu(mul_scalar(x[0], -2.5))); }, 1e-12, 1e-3},
       {"relu_backward", {normal({50}), normal({50})}, [](const Ts& x) { return one(relu_backward(x[0], x[1])); }},
       {"gelu_backward", {normal({50}), normal({50})}, [](const Ts& x) { return one(gelu_backward(x[0], x[1])); }},
       {"tanh_backward", {normal({50}), normal({50})}, [](const Ts& x) { return one(tanh_backward(x[0], x[1])); }},
@@ -130,12 +133,19 @@ std::vector<CudaCase> cases() {
       {"softmax_last", {normal({7, 300})}, [](const Ts& x) { return one(softmax(x[0], -1)); }},
       {"softmax_dim0", {normal({5, 6})}, [](const Ts& x) { return one(softmax(x[0], 0)); }},
       {"log_softmax", {normal({7, 2000})}, [](const Ts& x) { return one(log_softmax(x[0], 1)); }},
+      // Logits near 1000: m + log s would lose half an ulp of m (3e-5) on every output.
+      {"log_softmax_large_logits", {normal({6, 40})},
+       [](const Ts& x) { return one(log_softmax(add_scalar(mul_scalar(x[0], 5.0), 1000.0), 1)); }},
       {"softmax_backward", {normal({4, 33}), normal({4, 33})},
        [](const Ts& x) { return one(softmax_backward(x[0], softmax(x[1], 1), 1)); }},
       {"log_softmax_backward", {normal({4, 33}), normal({4, 33})},
        [](const Ts& x) { return one(log_softmax_backward(x[0], log_softmax(x[1], 1), 1)); }},
       {"cross_entropy", {normal({16, 10}), index({16}, 10)}, [](const Ts& x) {
          auto [loss, probs] = cross_entropy(x[0], x[1]);
+         return Ts{loss, probs};
+       }},
+      {"cross_entropy_large_logits", {normal({16, 10}), index({16}, 10)}, [](const Ts& x) {
+         auto [loss, probs] = cross_entropy(add_scalar(mul_scalar(x[0], 20.0), 1000.0), x[1]);
          return Ts{loss, probs};
        }},
       {"cross_entropy_backward", {normal({16, 10}), index({16}, 10)}, [](const Ts& x) {
@@ -168,6 +178,13 @@ std::vector<CudaCase> cases() {
          auto [dx, dw, db] = layernorm_backward(x[3], x[0], x[1], mean, rstd);
          return Ts{dx, dw, db};
        }, 1e-4, 1e-4},
+      // 1100 rows: dweight / dbias in 4 chunks of 275 rows, then the chunks added.
+      {"layernorm_backward_many_rows", {normal({1100, 40}), normal({40}), normal({40}), normal({1100, 40})},
+       [](const Ts& x) {
+         auto [out, mean, rstd] = layernorm(x[0], x[1], x[2], 1e-5);
+         auto [dx, dw, db] = layernorm_backward(x[3], x[0], x[1], mean, rstd);
+         return Ts{dx, dw, db};
+       }, 1e-3, 1e-4},
       {"embedding", {normal({50, 16}), index({3, 7}, 50)}, [](const Ts& x) { return one(embedding(x[0], x[1])); }},
       {"embedding_backward", {normal({3, 40, 16}), index({3, 40}, 9)},
        [](const Ts& x) { return one(embedding_backward(x[0], x[1], 9)); }, 1e-5, 1e-4},

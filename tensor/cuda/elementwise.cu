@@ -26,9 +26,15 @@ __device__ __forceinline__ float unary_fn(float x, float s) {
   if constexpr (OP == UnaryOp::Sqrt) return sqrtf(x);
   if constexpr (OP == UnaryOp::Abs) return fabsf(x);
   if constexpr (OP == UnaryOp::Tanh) return tanhf(x);
-  if constexpr (OP == UnaryOp::Sigmoid) return 1.f / (1.f + expf(-x));
+  if constexpr (OP == UnaryOp::Sigmoid) {  // e = e^-|x| <= 1: no overflow, subnormals kept below -88
+    const float e = expf(-fabsf(x));
+    return (x >= 0.f ? 1.f : e) / (1.f + e);
+  }
   if constexpr (OP == UnaryOp::Relu) return x > 0.f ? x : 0.f;
-  if constexpr (OP == UnaryOp::Gelu) return 0.5f * x * (1.f + tanhf(kGeluK * (x + kGeluC * x * x * x)));
+  if constexpr (OP == UnaryOp::Gelu) {  // 0.5 x (1 + tanh u) = x / (1 + e^-2u): no cancellation for x < 0
+    const float u = kGeluK * (x + kGeluC * x * x * x);
+    return x / (1.f + expf(-2.f * u));
+  }
   if constexpr (OP == UnaryOp::AddScalar) return x + s;
   if constexpr (OP == UnaryOp::MulScalar) return x * s;
   if constexpr (OP == UnaryOp::Pow) return powf(x, s);
@@ -83,8 +89,7 @@ __global__ void unary_strided(float* out, const float* a, float s, Geometry<2> g
 }
 
 template <BinaryOp OP, typename T>
-__global__ void binary_contiguous(T* __restrict__ out, const T* __restrict__ a, const T* __restrict__ b, T alpha,
-                                  int64_t n) {
+__global__ void binary_contiguous(T* out, const T* a, const T* b, T alpha, int64_t n) {  // out may alias a
   MP_GRID_STRIDE(i, n) { out[i] = binary_fn<OP, T>(a[i], b[i], alpha); }
 }
 

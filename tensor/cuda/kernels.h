@@ -95,10 +95,13 @@ void launch_causal_softmax_backward(const float* g, const float* y, float* d, in
 // x: [rows, C] -> out [rows, C], mean [rows], rstd [rows].
 void launch_layernorm(const float* x, const float* w, const float* b, float* out, float* mean, float* rstd,
                       int64_t rows, int64_t C, float eps, cudaStream_t stream);
-// -> dx [rows, C], dw [C], db [C] (dw and db written, not accumulated; deterministic order).
+// -> dx [rows, C], dw [C], db [C] (dw and db written, not accumulated; deterministic order). With
+// parts > 1 the rows are cut into `parts` chunks: `partial` ([2, parts, C]) takes each chunk's
+// sums, then a fixed-order pass adds them (layernorm_parts says how many parts pay).
+int64_t layernorm_parts(int64_t rows);
 void launch_layernorm_backward(const float* dout, const float* x, const float* w, const float* mean,
                                const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t C,
-                               cudaStream_t stream);
+                               float* partial, int64_t parts, cudaStream_t stream);
 
 // ---- embedding.cu ----
 // Indices outside [0, V) set *bad_index to 1 (checked on the host) and read/write nothing.

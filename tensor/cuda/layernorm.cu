@@ -4,9 +4,11 @@
 //             then the squared deviations, warp_sum each; lane 0 caches mean and rstd for the
 //             backward. Traffic: x read three times (from L1/L2 after the first), out written once.
 //   backward: dx — one warp per row, two warp sums (mean of dn = g w and of dn xhat), then
-//             dx = rstd (dn - mean(dn) - xhat mean(dn xhat)). dweight / dbias — one thread per
-//             column walking the rows in order (deterministic, no atomics; coalesced across the
-//             warp). Traffic: dout and x read twice, dx written once.
+//             dx = rstd (dn - mean(dn) - xhat mean(dn xhat)). dweight / dbias — a grid of
+//             (column block, chunk of 256 rows): one thread per column walks its chunk's rows in
+//             order (coalesced across the warp), writing partial[chunk, col]; sum_cols then adds
+//             the chunks in order. Deterministic, no atomics, and rows / 256 times more threads
+//             than one per column. Traffic: dout and x read twice, dx written once.
 #include <cstdint>
 
 #include "tensor/cuda/kernels.h"
@@ -62,19 +64,22 @@ __global__ void layernorm_backward_dx_kernel(const float* __restrict__ dout, con
   }
 }
 
+// Chunk p = blockIdx.y of `parts`: dw[p * C + c] and db[p * C + c] (the final sums when parts == 1).
 __global__ void layernorm_backward_dwdb_kernel(const float* __restrict__ dout, const float* __restrict__ x,
                                                const float* __restrict__ mean, const float* __restrict__ rstd,
-                                               float* __restrict__ dw, float* __restrict__ db, int64_t rows, int64_t C) {
-  MP_GRID_STRIDE(c, C) {
-    float sw = 0.f, sb = 0.f;
-    for (int64_t r = 0; r < rows; ++r) {
-      const float g = dout[r * C + c];
-      sb += g;
-      sw += g * (x[r * C + c] - mean[r]) * rstd[r];
-    }
-    dw[c] = sw;
-    db[c] = sb;
+                                               float* __restrict__ dw, float* __restrict__ db, int64_t rows, int64_t C,
+                                               int64_t parts) {
+  const int64_t c = blockIdx.x * int64_t{blockDim.x} + threadIdx.x, p = blockIdx.y;
+  if (c >= C) return;
+  const int64_t chunk = (rows + parts - 1) / parts, begin = p * chunk, end = begin + chunk < rows ? begin + chunk : rows;
+  float sw = 0.f, sb = 0.f;
+  for (int64_t r = begin; r < end; ++r) {
+    const float g = dout[r * C + c];
+    sb += g;
+    sw += g * (x[r * C + c] - mean[r]) * rstd[r];
   }
+  dw[p * C + c] = sw;
+  db[p * C + c] = sb;
 }
 
 unsigned blocks_for_rows(int64_t rows) {
@@ -90,17 +95,33 @@ void launch_layernorm(const float* x, const float* w, const float* b, float* out
   CUDA_LAUNCH_CHECK();
 }
 
+int64_t layernorm_parts(int64_t rows) {
+  constexpr int64_t kChunkRows = 256;  // as sum over rows (reduce.cpp)
+  return rows >= 4 * kChunkRows ? std::min<int64_t>(1024, rows / kChunkRows) : 1;
+}
+
 void launch_layernorm_backward(const float* dout, const float* x, const float* w, const float* mean,
                                const float* rstd, float* dx, float* dw, float* db, int64_t rows, int64_t C,
-                               cudaStream_t stream) {
+                               float* partial, int64_t parts, cudaStream_t stream) {
+  MP_CHECK(parts >= 1 && parts <= 65535 && (parts == 1 || partial != nullptr), "layernorm_backward: ", parts,
+           " row chunks need a partial buffer and at most 65535 of them");
   if (rows > 0) {
     layernorm_backward_dx_kernel<<<blocks_for_rows(rows), 32 * kRowsPerBlock, 0, stream>>>(dout, x, w, mean, rstd, dx,
                                                                                           rows, C);
     CUDA_LAUNCH_CHECK();
   }
   if (C > 0) {
-    layernorm_backward_dwdb_kernel<<<grid_for(C), kThreads, 0, stream>>>(dout, x, mean, rstd, dw, db, rows, C);
+    const int64_t col_blocks = (C + kThreads - 1) / kThreads;
+    MP_CHECK(col_blocks <= INT32_MAX, "layernorm_backward: ", C, " columns exceed the grid");
+    const dim3 grid(static_cast<unsigned>(col_blocks), static_cast<unsigned>(parts));
+    float* pw = parts == 1 ? dw : partial;
+    float* pb = parts == 1 ? db : partial + parts * C;
+    layernorm_backward_dwdb_kernel<<<grid, kThreads, 0, stream>>>(dout, x, mean, rstd, pw, pb, rows, C, parts);
     CUDA_LAUNCH_CHECK();
+    if (parts > 1) {
+      launch_sum_cols(pw, dw, ScalarType::Float32, parts, C, stream);
+      launch_sum_cols(pb, db, ScalarType::Float32, parts, C, stream);
+    }
   }
 }
 

@@ -29,8 +29,8 @@ __global__ void softmax_rows_kernel(const float* __restrict__ x, float* __restri
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) s += expf(xr[j] - m);
     s = block_sum(s, shared);
     if (log) {
-      const float lse = m + logf(s);
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = xr[j] - lse;
+      const float ls = logf(s);  // (x - m) - log s: x - m is exact near the max, m + log s is not
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = (xr[j] - m) - ls;
     } else {
       const float inv = 1.f / s;
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = expf(xr[j] - m) * inv;
@@ -73,7 +73,7 @@ __global__ void cross_entropy_kernel(const float* __restrict__ logits, const int
         *bad_target = 1;
         row_loss[r] = 0.f;
       } else {
-        row_loss[r] = m + logf(s) - xr[t];  // -log softmax at the target
+        row_loss[r] = (m - xr[t]) + logf(s);  // -log softmax at the target (m - x first, as above)
       }
     }
   }

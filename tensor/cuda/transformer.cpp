@@ -65,8 +65,11 @@ std::tuple<Tensor, Tensor, Tensor> layernorm_backward(const Tensor& dout, const 
   Tensor gc = ops::contiguous(dout), xc = ops::contiguous(x), wc = ops::contiguous(weight);
   Tensor mc = ops::contiguous(mean), sc = ops::contiguous(rstd);
   Tensor dx = empty(x.sizes(), x.options()), dw = empty({C}, x.options()), db = empty({C}, x.options());
+  const int64_t parts = layernorm_parts(rows);
+  Tensor partial = parts > 1 ? empty({2, parts, C}, x.options()) : Tensor();
   launch_layernorm_backward(ptr<float>(gc), ptr<float>(xc), ptr<float>(wc), ptr<float>(mc), ptr<float>(sc),
-                            ptr<float>(dx), ptr<float>(dw), ptr<float>(db), rows, C, stream_of(x));
+                            ptr<float>(dx), ptr<float>(dw), ptr<float>(db), rows, C,
+                            parts > 1 ? ptr<float>(partial) : nullptr, parts, stream_of(x));
   return {dx, dw, db};
 }
 

@@ -129,9 +129,18 @@ std::vector<CudaCase> cases() {
          return Ts{v, i};
        }},
       {"argmax_dim0", {normal({40, 3})}, [](const Ts& x) { return one(argmax(x[0], 0)); }},
+      // The reduced dim is not last and two dims follow it: the rows keep the other dims' order.
+      {"max_dim0_3d", {normal({3, 4, 5})}, [](const Ts& x) {
+         auto [v, i] = max(x[0], 0, true);
+         return Ts{v, i};
+       }},
+      {"argmax_dim1_4d", {normal({2, 6, 3, 4})}, [](const Ts& x) { return one(argmax(x[0], 1)); }},
       // ---- softmax family ----
       {"softmax_last", {normal({7, 300})}, [](const Ts& x) { return one(softmax(x[0], -1)); }},
       {"softmax_dim0", {normal({5, 6})}, [](const Ts& x) { return one(softmax(x[0], 0)); }},
+      {"softmax_dim1_4d", {normal({2, 7, 3, 5})}, [](const Ts& x) { return one(softmax(x[0], 1)); }},
+      {"log_softmax_backward_dim0_3d", {normal({6, 3, 4}), normal({6, 3, 4})},
+       [](const Ts& x) { return one(log_softmax_backward(x[0], log_softmax(x[1], 0), 0)); }},
       {"log_softmax", {normal({7, 2000})}, [](const Ts& x) { return one(log_softmax(x[0], 1)); }},
       // Logits near 1000: m + log s would lose half an ulp of m (3e-5) on every output.
       {"log_softmax_large_logits", {normal({6, 40})},

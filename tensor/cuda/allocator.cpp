@@ -6,7 +6,9 @@
 // allocated for, and returned to, its device's compute stream; a communicator that hands a block to
 // its communication stream orders that stream back before the tensor is freed.
 // Out of memory: the device's cache is emptied and the request retried once; then an Error names
-// the device, the request and the counters.
+// the device, the request and the counters. Emptying synchronises the device (cudaDeviceSynchronize,
+// and cudaFree does too), so it waits for an NCCL send still waiting for its receive: on `nccl`,
+// running out of memory (or calling empty_cache) while a peer waits on this rank can hang.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -56,11 +58,13 @@ void release_cached(Pool& p, int device) {
   set_device(device);
   CUDA_CHECK(cudaDeviceSynchronize());  // no kernel may still use a block we give back
   for (auto& [stream, by_size] : p.free)
-    for (auto& [size, blocks] : by_size) {
-      for (void* b : blocks) CUDA_CHECK(cudaFree(b));
-      p.cached.fetch_sub(static_cast<int64_t>(size * blocks.size()), std::memory_order_relaxed);
-      blocks.clear();
-    }
+    for (auto& [size, blocks] : by_size)
+      while (!blocks.empty()) {  // off the list before it is freed: a failing cudaFree leaves no freed block cached
+        void* b = blocks.back();
+        blocks.pop_back();
+        p.cached.fetch_sub(static_cast<int64_t>(size), std::memory_order_relaxed);
+        CUDA_CHECK(cudaFree(b));
+      }
 }
 
 std::string mib(int64_t bytes) { return std::to_string(bytes / (1 << 20)) + " MiB"; }

@@ -59,18 +59,30 @@ DeviceContext& context(int device) {
   c->index = device;
   int previous = 0;
   CUDA_CHECK(cudaGetDevice(&previous));
+  current_device = -1;  // unknown until restored below (an error on the way leaves it unknown)
   CUDA_CHECK(cudaSetDevice(device));
   // Non-blocking: never implicitly ordered with the legacy default stream of other libraries.
   CUDA_CHECK(cudaStreamCreateWithFlags(&c->compute, cudaStreamNonBlocking));
-  CUDA_CHECK(cudaStreamCreateWithFlags(&c->comm, cudaStreamNonBlocking));
-  CUBLAS_CHECK(cublas().create(&c->cublas));
-  CUBLAS_CHECK(cublas().set_stream(c->cublas, c->compute));
-  CUDA_CHECK(cudaMalloc(&c->cublas_workspace, kCublasWorkspaceBytes));
-  CUBLAS_CHECK(cublas().set_workspace(c->cublas, c->cublas_workspace, kCublasWorkspaceBytes));
   CUDA_CHECK(cudaSetDevice(previous));
   current_device = previous;
   contexts[device].store(c.get(), std::memory_order_release);
   return *c.release();
+}
+
+cublasHandle_t cublas_handle(int device) {
+  DeviceContext& c = context(device);
+  std::call_once(c.cublas_once, [&] {  // an error leaves the flag unset: the next GEMM tries again
+    set_device(device);
+    cublasHandle_t h = nullptr;
+    CUBLAS_CHECK(cublas().create(&h));
+    CUBLAS_CHECK(cublas().set_stream(h, c.compute));
+    void* workspace = nullptr;
+    CUDA_CHECK(cudaMalloc(&workspace, kCublasWorkspaceBytes));
+    CUBLAS_CHECK(cublas().set_workspace(h, workspace, kCublasWorkspaceBytes));
+    c.cublas = h;
+    c.cublas_workspace = workspace;
+  });
+  return c.cublas;
 }
 
 void stream_wait(cudaStream_t waiter, cudaStream_t producer, int producer_device) {
@@ -79,17 +91,17 @@ void stream_wait(cudaStream_t waiter, cudaStream_t producer, int producer_device
   // A fresh event per wait keeps this thread-safe; creation is cheap with timing disabled.
   cudaEvent_t ev;
   CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
-  CUDA_CHECK(cudaEventRecord(ev, producer));
-  CUDA_CHECK(cudaStreamWaitEvent(waiter, ev, 0));
-  CUDA_CHECK(cudaEventDestroy(ev));  // released once the wait has consumed it
+  const char* call = "cudaEventRecord";
+  cudaError_t err = cudaEventRecord(ev, producer);
+  if (err == cudaSuccess) {
+    call = "cudaStreamWaitEvent";
+    err = cudaStreamWaitEvent(waiter, ev, 0);
+  }
+  cudaEventDestroy(ev);  // released once the wait has consumed it (and not leaked when it failed)
+  MP_CHECK(err == cudaSuccess, call, " in stream_wait failed: ", cudaGetErrorName(err), ": ", cudaGetErrorString(err));
 }
 
-void synchronize(int device) {
-  DeviceContext& c = context(device);
-  set_device(device);
-  CUDA_CHECK(cudaStreamSynchronize(c.compute));
-  CUDA_CHECK(cudaStreamSynchronize(c.comm));
-}
+void synchronize(int device) { CUDA_CHECK(cudaStreamSynchronize(compute_stream(device))); }
 
 void set_allow_tf32(bool allow) { tf32.store(allow, std::memory_order_relaxed); }
 bool allow_tf32() { return tf32.load(std::memory_order_relaxed); }

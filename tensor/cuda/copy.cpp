@@ -30,12 +30,20 @@ Staging& staging_slot(int device) {
 }
 
 // The caller holds s.mu: one copy at a time uses a device's buffers.
+// Each buffer and event is kept only once made, so a failure half-way (pinned memory is scarce in
+// containers) leaves the rest to the next call, never a null buffer behind a set one.
 void ensure_buffers(Staging& s, int device) {
-  if (!s.buf[0]) {
-    set_device(device);
-    for (int i = 0; i < 2; ++i) {
-      CUDA_CHECK(cudaMallocHost(&s.buf[i], kStageBytes));
-      CUDA_CHECK(cudaEventCreateWithFlags(&s.done[i], cudaEventDisableTiming));
+  set_device(device);
+  for (int i = 0; i < 2; ++i) {
+    if (!s.buf[i]) {
+      void* b = nullptr;
+      CUDA_CHECK(cudaMallocHost(&b, kStageBytes));
+      s.buf[i] = b;
+    }
+    if (!s.done[i]) {
+      cudaEvent_t e = nullptr;
+      CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+      s.done[i] = e;
     }
   }
 }

@@ -42,7 +42,7 @@ void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const f
           const float* B, int64_t ldb, int64_t sb, float* C, int64_t ldc, int64_t sc, int64_t batch, float alpha,
           float beta) {
   if (n == 0 || m == 0 || batch == 0) return;
-  DeviceContext& ctx = context(device);
+  cublasHandle_t handle = cublas_handle(device);
   set_device(device);
   // Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands.
   const cublasComputeType_t compute = allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -51,7 +51,7 @@ void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const f
   static std::array<std::mutex, 64> handle_mutex;
   std::lock_guard<std::mutex> lock(handle_mutex[static_cast<size_t>(device) % handle_mutex.size()]);
   CUBLAS_CHECK(cublas().gemm_strided_batched_ex(
-      ctx.cublas, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
+      handle, tb ? CUBLAS_OP_T : CUBLAS_OP_N, ta ? CUBLAS_OP_T : CUBLAS_OP_N, static_cast<int>(m),
       static_cast<int>(n), static_cast<int>(k), &alpha, B, CUDA_R_32F, static_cast<int>(ldb), sb, A, CUDA_R_32F,
       static_cast<int>(lda), sa, &beta, C, CUDA_R_32F, static_cast<int>(ldc), sc, static_cast<int>(batch), compute,
       CUBLAS_GEMM_DEFAULT));
@@ -64,9 +64,9 @@ Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
   Tensor& b = p.b;
   const int64_t n = p.n, k = p.k, m = p.m;
   const Layout la = operand(a, n, k), lb = operand(b, k, m);
-  check_int32("matmul", a_in, b_in, {n, k, m, la.ld, lb.ld});
-  Tensor out = empty(p.out_shape, a.options());
   const int64_t batches = shape_numel(p.batch);
+  check_int32("matmul", a_in, b_in, {n, k, m, la.ld, lb.ld, batches});
+  Tensor out = empty(p.out_shape, a.options());
   if (k == 0) {  // an empty sum: zeros, which cuBLAS would not write
     ops::fill_(out, 0.0);
   } else {

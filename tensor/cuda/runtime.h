@@ -11,7 +11,8 @@ namespace minipipe::cuda {
 int device_count();
 std::string device_name(int index);
 
-// Waits until every kernel and copy enqueued on `device`'s streams has finished.
+// Waits until every kernel and copy enqueued on `device`'s compute stream has finished (not a
+// communicator's streams: a receive posted there may wait for a peer).
 void synchronize(int device);
 
 // The caching device allocator's counters for one device (bytes).

@@ -72,7 +72,10 @@ int budget_threads(int requested, int cores, int ranks_here) {
 }
 
 // nccl needs a GPU per rank: "cpu" (the default) means "cuda", and one GPU for several ranks is refused.
-std::string nccl_device_spec(const LaunchOptions& opts, int ranks_here) {
+// Rank threads count the GPUs they see. MPI processes do not: each may see only its own GPU
+// (CUDA_VISIBLE_DEVICES per process, SLURM's --gpus-per-task), so the NCCL communicator compares the
+// GPUs' UUIDs instead and names the ranks that share one.
+std::string nccl_device_spec(const LaunchOptions& opts, int ranks_here, bool count_gpus) {
   MP_CHECK(nccl_is_built(), "--comm nccl: this build of minipipe has no NCCL backend (it needs the CUDA toolkit "
            "with NCCL when configuring)");
   const std::string spec = opts.device == "cpu" ? "cuda" : opts.device;
@@ -80,7 +83,7 @@ std::string nccl_device_spec(const LaunchOptions& opts, int ranks_here) {
            " puts all ", ranks_here, " ranks on one (ranks that share a GPU: --comm local or mpi with --device ", spec,
            ")");
   const int gpus = cuda_device_count();
-  MP_CHECK(ranks_here <= gpus, "--comm nccl needs one GPU per rank: ", ranks_here, " ranks on this machine, ", gpus,
+  MP_CHECK(!count_gpus || ranks_here <= gpus, "--comm nccl needs one GPU per rank: ", ranks_here, " ranks on this machine, ", gpus,
            " GPU", gpus == 1 ? "" : "s", " (ranks that share a GPU: --comm local or mpi with --device cuda)");
   return spec;
 }
@@ -89,7 +92,7 @@ void launch_local(const LaunchOptions& opts, const std::function<void(RankContex
   const int P = opts.ranks, cores = available_cores();
   const int threads = budget_threads(opts.threads_per_rank, cores, P);
   const bool nccl = opts.backend == Backend::Nccl;
-  const std::string device = nccl ? nccl_device_spec(opts, P) : opts.device;
+  const std::string device = nccl ? nccl_device_spec(opts, P, true) : opts.device;
   std::vector<Device> devices;
   for (int r = 0; r < P; ++r) devices.push_back(rank_device(device, r));
   std::vector<std::shared_ptr<MemoryAccount>> accounts;
@@ -152,7 +155,7 @@ void launch_mpi(const LaunchOptions& opts, const std::function<void(RankContext&
     const int threads = budget_threads(opts.threads_per_rank, bound ? cores * here : cores, here);
     set_num_threads(threads);
     const bool nccl = opts.backend == Backend::Nccl;
-    const Device dev = rank_device(nccl ? nccl_device_spec(opts, here) : opts.device, mpi_local_rank());
+    const Device dev = rank_device(nccl ? nccl_device_spec(opts, here, false) : opts.device, mpi_local_rank());
     // nccl: the NCCL communicator over MPI_COMM_WORLD (the unique ids travel over MPI).
     std::unique_ptr<Communicator> over = nccl ? make_nccl(*comm, dev.index) : nullptr;
     RankContext ctx{over ? *over : *comm, threads, here, bound ? cores * here : cores, current_memory_account(), dev};

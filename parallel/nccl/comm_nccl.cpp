@@ -8,7 +8,8 @@
 //   they are issued and a send occupies its stream until the receive runs, so with one stream for
 //   both directions two ranks sending to each other before receiving would deadlock, where the
 //   contract (and `local`) lets them. All 2(P-1) links are created in one grouped init and connected
-//   by a one-element exchange at construction, so no later send blocks the host on a connection.
+//   by a one-element exchange at construction, so no later send blocks the host on a connection (the
+//   world communicator connects inside its first collective).
 // - Tags. NCCL has none. Every message is a header (magic, tag, dtype, shape: 12 int64) and then
 //   the payload. The receiver drains a source in the order it sent: it reads a
 //   header back to the host (one synchronisation), allocates the payload, receives it into a
@@ -20,6 +21,8 @@
 // - Streams. Each transfer waits (an event) for what the device's compute stream enqueued before
 //   it — the tensor it reads, and any earlier use of a block the allocator hands out again — and a
 //   request's wait() polls the transfer's event. Sent tensors stay alive until their transfer ends.
+//   Sending a tensor of this rank's GPU never waits on the host: even its header is written by a
+//   kernel on the link's stream.
 // - Failure. Every wait polls its event against the timeout, NCCL's asynchronous error and the
 //   host communicator's stopped() (a rank thread failed under `local`); on any of them every NCCL
 //   communicator of this rank is aborted (ncclCommAbort) and the wait throws, naming the operation.
@@ -33,6 +36,7 @@
 #include <chrono>
 #include <cstring>
 #include <exception>
+#include <iomanip>
 #include <map>
 #include <set>
 #include <sstream>
@@ -41,6 +45,7 @@
 
 #include "parallel/nccl/nccl_api.h"
 #include "tensor/cuda/context.h"
+#include "tensor/cuda/kernels.h"
 #include "tensor/factory.h"
 #include "tensor/ops.h"
 
@@ -56,6 +61,7 @@ constexpr int kHeader = 4 + kMaxDims;  // magic, tag, dtype, ndim, sizes
 constexpr int64_t kMagic = 0x6d696e69;  // "mini"
 constexpr int kUidWords = static_cast<int>(sizeof(ncclUniqueId) / sizeof(int64_t));
 static_assert(sizeof(ncclUniqueId) % sizeof(int64_t) == 0);
+static_assert(kHeader <= cuda::kMaxWords);  // written by one launch_write_words
 
 ncclDataType_t nccl_type(DType t) {
   switch (t) {
@@ -174,71 +180,24 @@ class NcclComm : public Communicator {
     set_timeout(host.timeout());
     cuda::context(device_);  // checks that the device exists
     cuda::set_device(device_);
-    check_distinct_gpus();
-    // The unique ids: the world's from rank 0 (a broadcast); each link's from its sender.
-    Tensor world_uid = rank_ == 0 ? uid_tensor(new_uid()) : zeros({kUidWords}, DType::Int64);
-    host_.broadcast(world_uid, 0);
-    std::vector<ncclUniqueId> to_uid(static_cast<size_t>(size_)), from_uid(static_cast<size_t>(size_));
-    std::vector<std::unique_ptr<Request>> sends;
-    for (int j = 0; j < size_; ++j)
-      if (j != rank_) {
-        to_uid[static_cast<size_t>(j)] = new_uid();
-        sends.push_back(host_.isend(uid_tensor(to_uid[static_cast<size_t>(j)]), j, 0, "nccl: a link's unique id"));
-      }
-    for (int j = 0; j < size_; ++j)
-      if (j != rank_)
-        from_uid[static_cast<size_t>(j)] =
-            uid_of(host_.recv({{kUidWords}, DType::Int64}, j, 0, "nccl: a link's unique id"));
-    for (auto& s : sends) s->wait();
-
-    to_.resize(static_cast<size_t>(size_));
-    from_.resize(static_cast<size_t>(size_));
-    inbound_.resize(static_cast<size_t>(size_));
-    CUDA_CHECK(cudaStreamCreateWithFlags(&world_stream_, cudaStreamNonBlocking));
-    for (int j = 0; j < size_; ++j) {
-      if (j == rank_) continue;
-      CUDA_CHECK(cudaStreamCreateWithFlags(&to_[static_cast<size_t>(j)].stream, cudaStreamNonBlocking));
-      CUDA_CHECK(cudaStreamCreateWithFlags(&from_[static_cast<size_t>(j)].stream, cudaStreamNonBlocking));
-      void* pinned = nullptr;
-      CUDA_CHECK(cudaMallocHost(&pinned, kHeader * sizeof(int64_t)));
-      inbound_[static_cast<size_t>(j)].header_host = static_cast<int64_t*>(pinned);
+    try {
+      make_streams();  // first: a failure here comes before any peer waits inside NCCL for this rank
+      check_distinct_gpus();
+      init_comms();
+      connect_links();
+    } catch (...) {
+      release(false);  // no destructor runs for a constructor that throws
+      throw;
     }
-    // Every communicator of this rank in one group: NCCL initialises them together (each pair's two
-    // ranks meet inside it), so the order ranks reach their links in cannot deadlock.
-    NCCL_CHECK(api().group_start());
-    NCCL_CHECK(api().comm_init_rank(&world_, size_, uid_of(world_uid), rank_));
-    for (int j = 0; j < size_; ++j) {
-      if (j == rank_) continue;
-      NCCL_CHECK(api().comm_init_rank(&to_[static_cast<size_t>(j)].comm, 2, to_uid[static_cast<size_t>(j)], 0));
-      NCCL_CHECK(api().comm_init_rank(&from_[static_cast<size_t>(j)].comm, 2, from_uid[static_cast<size_t>(j)], 1));
-    }
-    NCCL_CHECK(api().group_end());
-    connect_links();
   }
 
   ~NcclComm() override {
-    cuda::set_device(device_);
     bool idle = !aborted_ && std::uncaught_exceptions() == 0 && cudaStreamQuery(world_stream_) == cudaSuccess;
     for (int j = 0; j < size_; ++j)
       if (j != rank_)
         idle = idle && cudaStreamQuery(to_[static_cast<size_t>(j)].stream) == cudaSuccess &&
                cudaStreamQuery(from_[static_cast<size_t>(j)].stream) == cudaSuccess;
-    if (idle) sweep(true);  // every transfer finished: free what dropped requests lent to them
-    // Aborted, not destroyed: ncclCommDestroy finalizes, which may wait for the peer of each link,
-    // and ranks reach their links in different orders; an abort is local (and, with transfers still
-    // queued or an error unwinding, the only way out).
-    abort_all("the communicator was destroyed");
-    for (Inbound& in : inbound_) {
-      for (auto& [tag, box] : in.by_tag)
-        for (auto& [index, a] : box.messages) cudaEventDestroy(a.done);
-      if (in.header_done) cudaEventDestroy(in.header_done);
-      if (in.header_host) cudaFreeHost(in.header_host);
-    }
-    for (size_t j = 0; j < to_.size(); ++j) {
-      if (to_[j].stream) cudaStreamDestroy(to_[j].stream);
-      if (from_[j].stream) cudaStreamDestroy(from_[j].stream);
-    }
-    if (world_stream_) cudaStreamDestroy(world_stream_);
+    release(idle);
   }
 
   int rank() const override { return rank_; }
@@ -258,16 +217,17 @@ class NcclComm : public Communicator {
     MP_CHECK(static_cast<int>(t.dim()) <= kMaxDims, d, ": tensors of up to ", kMaxDims, " dims can be sent, got ",
              shape_str(t.sizes()));
     Tensor data = ops::contiguous(t.to(device()));  // from another GPU: through this rank's first
-    std::vector<int64_t> h(kHeader, 0);
-    h[0] = kMagic;
-    h[1] = tag;
-    h[2] = static_cast<int64_t>(t.dtype());
-    h[3] = t.dim();
-    for (int64_t i = 0; i < t.dim(); ++i) h[static_cast<size_t>(4 + i)] = t.size(i);
-    Tensor header = from_vector(h).to(device());  // complete when to() returns
+    int64_t h[kHeader] = {kMagic, tag, static_cast<int64_t>(t.dtype()), t.dim()};
+    for (int64_t i = 0; i < t.dim(); ++i) h[4 + i] = t.size(i);
+    Tensor header = empty({kHeader}, {DType::Int64, device()});
     const Link& l = to_[static_cast<size_t>(dst)];
     cuda::set_device(device_);
+    // After what compute enqueued: the payload's producer, and any earlier user of the header's block.
     cuda::stream_wait(l.stream, cuda::compute_stream(device_), device_);
+    // The header's values travel in a kernel launch on the link's stream: a copy from host memory
+    // would wait for the compute stream (to_() synchronises it), so the rank could not enqueue its
+    // next compute before this one has run.
+    cuda::launch_write_words(static_cast<int64_t*>(header.raw_data()), h, kHeader, l.stream);
     // Two operations, as the receiver posts them (it learns the payload's size from the header).
     NCCL_CHECK(api().send(header.raw_data(), kHeader, ncclInt64, 1, l.comm, l.stream));
     if (data.numel() > 0)
@@ -336,6 +296,7 @@ class NcclComm : public Communicator {
   // Polls `done` until it fires, the timeout passes, NCCL reports an error on `link`, or the host
   // group is stopped; each but the first aborts this rank's NCCL communicators and throws.
   void wait_event(cudaEvent_t done, ncclComm_t link, const std::string& what) {
+    check_running(what);  // after an abort `link` is freed, and the event may fire for a transfer that never ran
     const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout()));
     for (int spins = 0;; ++spins) {
       const cudaError_t st = cudaEventQuery(done);
@@ -409,6 +370,88 @@ class NcclComm : public Communicator {
     return all;
   }
 
+  // Every link's two streams, the world's stream and the pinned header buffers.
+  void make_streams() {
+    to_.resize(static_cast<size_t>(size_));
+    from_.resize(static_cast<size_t>(size_));
+    inbound_.resize(static_cast<size_t>(size_));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&world_stream_, cudaStreamNonBlocking));
+    for (int j = 0; j < size_; ++j) {
+      if (j == rank_) continue;
+      CUDA_CHECK(cudaStreamCreateWithFlags(&to_[static_cast<size_t>(j)].stream, cudaStreamNonBlocking));
+      CUDA_CHECK(cudaStreamCreateWithFlags(&from_[static_cast<size_t>(j)].stream, cudaStreamNonBlocking));
+      void* pinned = nullptr;
+      CUDA_CHECK(cudaMallocHost(&pinned, kHeader * sizeof(int64_t)));
+      inbound_[static_cast<size_t>(j)].header_host = static_cast<int64_t*>(pinned);
+    }
+  }
+
+  // The unique ids (the world's from rank 0 by broadcast, each link's from its sender), then every
+  // NCCL communicator of this rank in one group: NCCL initialises them together (each pair's two
+  // ranks meet inside it), so the order ranks reach their links in cannot deadlock. The group call
+  // blocks the host without a timeout: a rank that fails inside it leaves its peers waiting there
+  // (under mpirun the job is aborted; rank threads would wait).
+  void init_comms() {
+    Tensor world_uid = rank_ == 0 ? uid_tensor(new_uid()) : zeros({kUidWords}, DType::Int64);
+    host_.broadcast(world_uid, 0);
+    std::vector<ncclUniqueId> to_uid(static_cast<size_t>(size_)), from_uid(static_cast<size_t>(size_));
+    std::vector<std::unique_ptr<Request>> sends;
+    for (int j = 0; j < size_; ++j)
+      if (j != rank_) {
+        to_uid[static_cast<size_t>(j)] = new_uid();
+        sends.push_back(host_.isend(uid_tensor(to_uid[static_cast<size_t>(j)]), j, 0, "nccl: a link's unique id"));
+      }
+    for (int j = 0; j < size_; ++j)
+      if (j != rank_)
+        from_uid[static_cast<size_t>(j)] =
+            uid_of(host_.recv({{kUidWords}, DType::Int64}, j, 0, "nccl: a link's unique id"));
+    for (auto& s : sends) s->wait();
+    NCCL_CHECK(api().group_start());
+    NCCL_CHECK(api().comm_init_rank(&world_, size_, uid_of(world_uid), rank_));
+    for (int j = 0; j < size_; ++j) {
+      if (j == rank_) continue;
+      NCCL_CHECK(api().comm_init_rank(&to_[static_cast<size_t>(j)].comm, 2, to_uid[static_cast<size_t>(j)], 0));
+      NCCL_CHECK(api().comm_init_rank(&from_[static_cast<size_t>(j)].comm, 2, from_uid[static_cast<size_t>(j)], 1));
+    }
+    NCCL_CHECK(api().group_end());
+  }
+
+  // Frees everything this rank holds. `idle` (every transfer finished, no error): what dropped
+  // requests lent is freed, and the ranks meet (a host barrier) before any aborts, so no rank drops
+  // a message its peer is still receiving (over a network a send completes once NCCL's proxy holds
+  // the data). Aborted, not destroyed: ncclCommDestroy finalizes, which may wait for the peer of
+  // each link, and ranks reach their links in different orders; an abort is local (and, with
+  // transfers still queued or an error unwinding, the only way out).
+  void release(bool idle) noexcept {
+    cudaSetDevice(device_);
+    if (idle) {
+      sweep(true);
+      try {
+        host_.barrier();
+      } catch (...) {  // a peer failed or stopped: abort anyway
+      }
+    }
+    abort_all("the communicator was destroyed");
+    for (auto& g : graveyard_) cudaEventDestroy(g.second);
+    graveyard_.clear();
+    for (Inbound& in : inbound_) {
+      for (auto& [tag, box] : in.by_tag)
+        for (auto& [index, a] : box.messages) cudaEventDestroy(a.done);
+      in.by_tag.clear();
+      if (in.header_done) cudaEventDestroy(in.header_done);
+      in.header_done = nullptr;
+      if (in.header_host) cudaFreeHost(in.header_host);
+      in.header_host = nullptr;
+    }
+    for (size_t j = 0; j < to_.size(); ++j) {
+      if (to_[j].stream) cudaStreamDestroy(to_[j].stream);
+      if (from_[j].stream) cudaStreamDestroy(from_[j].stream);
+      to_[j].stream = from_[j].stream = nullptr;
+    }
+    if (world_stream_) cudaStreamDestroy(world_stream_);
+    world_stream_ = nullptr;
+  }
+
   void check_reduce(const Tensor& t, ReduceOp op, const std::string& name) {
     MP_CHECK(t.defined() && t.is_contiguous() && t.device() == device(), name, ": needs a defined, contiguous tensor on ",
              device().str(), ", got ", t.defined() ? shape_str(t.sizes()) + " on " + t.device().str() : "an undefined one");
@@ -431,7 +474,7 @@ class NcclComm : public Communicator {
     cudaDeviceProp prop{};
     CUDA_CHECK(cudaGetDeviceProperties(&prop, device_));
     std::ostringstream uuid;
-    for (unsigned char c : prop.uuid.bytes) uuid << std::hex << static_cast<int>(c);
+    for (unsigned char c : prop.uuid.bytes) uuid << std::hex << std::setw(2) << std::setfill('0') << static_cast<int>(c);
     const std::vector<std::string> all = all_gather_strings(host_, uuid.str());
     for (int a = 0; a < size_; ++a)
       for (int b = a + 1; b < size_; ++b)
@@ -447,12 +490,19 @@ class NcclComm : public Communicator {
     if (size_ == 1) return;
     Tensor out = zeros({1}, {DType::Int64, device()});
     std::vector<Tensor> in;
+    for (int j = 0; j < size_; ++j)
+      if (j != rank_) {
+        in.push_back(zeros({1}, {DType::Int64, device()}));
+        // The blocks come from the compute stream's free list: after what compute enqueued (they
+        // may be ones a pending kernel still reads), and after the zeros themselves.
+        for (const Link* l : {&to_[static_cast<size_t>(j)], &from_[static_cast<size_t>(j)]})
+          cuda::stream_wait(l->stream, cuda::compute_stream(device_), device_);
+      }
     NCCL_CHECK(api().group_start());
-    for (int j = 0; j < size_; ++j) {
+    for (int j = 0, k = 0; j < size_; ++j) {
       if (j == rank_) continue;
-      in.push_back(zeros({1}, {DType::Int64, device()}));
       NCCL_CHECK(api().send(out.raw_data(), 1, ncclInt64, 1, to_[static_cast<size_t>(j)].comm, to_[static_cast<size_t>(j)].stream));
-      NCCL_CHECK(api().recv(in.back().raw_data(), 1, ncclInt64, 0, from_[static_cast<size_t>(j)].comm,
+      NCCL_CHECK(api().recv(in[static_cast<size_t>(k++)].raw_data(), 1, ncclInt64, 0, from_[static_cast<size_t>(j)].comm,
                             from_[static_cast<size_t>(j)].stream));
     }
     NCCL_CHECK(api().group_end());
@@ -460,7 +510,12 @@ class NcclComm : public Communicator {
       if (j == rank_) continue;
       for (const Link* l : {&to_[static_cast<size_t>(j)], &from_[static_cast<size_t>(j)]}) {
         cudaEvent_t ev = record_event(l->stream);
-        wait_event(ev, l->comm, "nccl: connecting rank " + std::to_string(rank_) + " and rank " + std::to_string(j));
+        try {
+          wait_event(ev, l->comm, "nccl: connecting rank " + std::to_string(rank_) + " and rank " + std::to_string(j));
+        } catch (...) {
+          cudaEventDestroy(ev);
+          throw;
+        }
         CUDA_CHECK(cudaEventDestroy(ev));
       }
     }

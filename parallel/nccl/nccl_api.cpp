@@ -35,6 +35,16 @@ const NcclApi& api() {
     lib.find("ncclRecv", a.recv);
     lib.find("ncclGroupStart", a.group_start);
     lib.find("ncclGroupEnd", a.group_end);
+    // ncclAvg (all_reduce's Avg) came in 2.10; an older library would fail there with a bare
+    // "invalid argument".
+    int version = 0;  // NCCL_VERSION's code: X*1000 + Y*100 + Z up to 2.8, X*10000 + Y*100 + Z after
+    const ncclResult_t rc = a.get_version(&version);  // not NCCL_CHECK: it calls api(), still being made
+    MP_CHECK(rc == ncclSuccess, "ncclGetVersion failed: ", a.get_error_string(rc));
+    const bool old_code = version < 10000;
+    MP_CHECK(version >= NCCL_VERSION(2, 10, 0), "NCCL ", old_code ? version / 1000 : version / 10000, ".",
+             old_code ? version / 100 % 10 : version / 100 % 100, ".", version % 100,
+             " was loaded; minipipe needs 2.10 or newer (ncclAvg; it was built against ", NCCL_MAJOR, ".", NCCL_MINOR,
+             ")");
   });
   return a;
 }

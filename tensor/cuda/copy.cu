@@ -3,7 +3,9 @@
 // refuses float -> int64 conversions of NaN or out-of-range values; here such values convert as the
 // GPU's cvt instruction does (saturating; NaN to INT64_MIN), unchecked — an open difference.
 // Launch shape: grid-stride loop, kThreads per block; contiguous copies of one dtype are
-// cudaMemcpyAsync instead. Memory traffic: one read and one write per element.
+// cudaMemcpyAsync instead. Memory traffic: one read and one write per element. write_words: up to
+// 16 int64 values passed in the kernel's arguments, one block (a message header, written without a
+// host buffer that must outlive the copy).
 #include <cstdint>
 
 #include "tensor/cuda/kernels.h"
@@ -47,6 +49,14 @@ void copy_from(To* dst, const void* src, ScalarType st, const Geometry<2>& g, in
   CUDA_LAUNCH_CHECK();
 }
 
+struct Words {
+  int64_t w[kMaxWords];
+};
+
+__global__ void write_words_kernel(int64_t* dst, Words words, int n) {
+  if (static_cast<int>(threadIdx.x) < n) dst[threadIdx.x] = words.w[threadIdx.x];
+}
+
 }  // namespace
 
 void launch_copy(void* dst, ScalarType dt, const void* src, ScalarType st, const Geometry<2>& g, int64_t n,
@@ -73,6 +83,14 @@ void launch_fill(void* dst, ScalarType dt, double value, const Geometry<1>& g, i
                                                                  static_cast<int64_t>(value), g, n);
       break;
   }
+  CUDA_LAUNCH_CHECK();
+}
+
+void launch_write_words(int64_t* dst, const int64_t* words, int n, cudaStream_t stream) {
+  MP_CHECK(n >= 1 && n <= kMaxWords, "write_words: 1 to ", kMaxWords, " values, got ", n);
+  Words w{};
+  for (int i = 0; i < n; ++i) w.w[i] = words[i];
+  write_words_kernel<<<1, 32, 0, stream>>>(dst, w, n);
   CUDA_LAUNCH_CHECK();
 }
 

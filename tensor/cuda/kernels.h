@@ -35,6 +35,11 @@ void launch_copy(void* dst, ScalarType dt, const void* src, ScalarType st, const
                  cudaStream_t stream);
 // copy.cu: every element of the strided view = value (converted to the dtype).
 void launch_fill(void* dst, ScalarType dt, double value, const Geometry<1>& g, int64_t n, cudaStream_t stream);
+// copy.cu: dst[0..n) = words[0..n), n <= kMaxWords; the values travel in the launch itself, so the
+// caller's array may go at once and nothing waits for the stream (cudaMemcpyAsync from pageable
+// memory may).
+constexpr int kMaxWords = 16;
+void launch_write_words(int64_t* dst, const int64_t* words, int n, cudaStream_t stream);
 
 // ---- elementwise.cu ----
 enum class UnaryOp : int { Neg, Exp, Log, Sqrt, Abs, Tanh, Sigmoid, Relu, Gelu, AddScalar, MulScalar, Pow, Square };

@@ -2,7 +2,8 @@
 // agree with each other and with the machine (no /dev/nvidiaN node: no device), and asking for a
 // device that is not there is a clear error; with one, the runtime must answer for every device it
 // counts, copies must round-trip, the caching allocator must reuse and count, and an op mixing
-// devices must name both. Kernel-vs-CPU comparisons: tests/test_cuda_ops.cpp.
+// devices must name both. The layout the CUDA reductions give their kernels is plain tensor code,
+// checked here on every machine. Kernel-vs-CPU comparisons: tests/test_cuda_ops.cpp.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +12,7 @@
 #include "tensor/device.h"
 #include "tensor/factory.h"
 #include "tensor/ops.h"
+#include "tensor/cuda/rows.h"
 #ifdef MINIPIPE_CUDA
 #include "tensor/cuda/runtime.h"
 #endif
@@ -28,6 +30,31 @@ int gpu_device_nodes() {
   return n;
 }
 }  // namespace
+
+// rows_last(t, dim) is what max / argmax / softmax kernels read as [rows, n]: slice k of its last dim
+// must be slice k of `dim` with the other dims in their order (a transpose of `dim` and the last
+// dim swapped two of them and scrambled max over dim 0 of a 3-D tensor), and rows_back undoes it.
+TEST(CudaRows, TheReducedDimMovesLastAndTheOthersKeepTheirOrder) {
+  Generator gen(11);
+  const Tensor t = randn({2, 3, 4, 5}, DType::Float64, &gen);
+  for (int64_t dim = 0; dim < t.dim(); ++dim) {
+    const Tensor r = cuda::rows_last(t, dim);
+    Shape want = t.sizes();
+    want.erase(want.begin() + dim);
+    want.push_back(t.size(dim));
+    ASSERT_EQ(r.sizes(), want) << "dim " << dim;
+    EXPECT_TRUE(r.is_contiguous()) << "dim " << dim;
+    for (int64_t k = 0; k < t.size(dim); ++k)
+      EXPECT_EQ(ops::select(r, -1, k).to_vector<double>(), ops::select(t, dim, k).to_vector<double>())
+          << "dim " << dim << ", slice " << k;
+    // Row i of the [rows, n] view is the i-th element of max(t, dim)'s result.
+    EXPECT_EQ(std::get<0>(ops::max(r, -1)).to_vector<double>(), std::get<0>(ops::max(t, dim)).to_vector<double>())
+        << "dim " << dim;
+    const Tensor back = cuda::rows_back(r, dim, t.dim());
+    EXPECT_EQ(back.sizes(), t.sizes()) << "dim " << dim;
+    EXPECT_EQ(back.to_vector<double>(), t.to_vector<double>()) << "dim " << dim;
+  }
+}
 
 TEST(Cuda, AvailabilityAgreesWithTheDeviceCount) {
   const int n = cuda_device_count();

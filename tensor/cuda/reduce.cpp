@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "tensor/cuda/ops_common.h"
+#include "tensor/cuda/rows.h"
 
 namespace minipipe::cuda {
 
@@ -13,24 +14,6 @@ namespace {
 void check_sum_dtype(const char* op, const Tensor& t) {
   MP_CHECK(t.dtype() == DType::Float32 || t.dtype() == DType::Int64, op,
            ": the CUDA backend reduces float32 or int64, got ", dtype_name(t.dtype()));
-}
-
-// Moves `dim` last, the other dims keeping their order, and makes the tensor contiguous: [rows, n]
-// with the rows in the order of the result without `dim` (what max / argmax write). A transpose of
-// `dim` and the last dim would also swap the last dim into `dim`'s place. rows_back undoes the move.
-Tensor rows_last(const Tensor& t, int64_t dim) {
-  if (dim == t.dim() - 1) return ops::contiguous(t);
-  std::vector<int64_t> order;
-  for (int64_t d = 0; d < t.dim(); ++d)
-    if (d != dim) order.push_back(d);
-  order.push_back(dim);
-  return ops::contiguous(ops::permute(t, order));
-}
-Tensor rows_back(const Tensor& r, int64_t dim, int64_t ndim) {
-  if (dim == ndim - 1) return r;
-  std::vector<int64_t> order;  // result dim d comes from moved dim order[d]
-  for (int64_t d = 0; d < ndim; ++d) order.push_back(d < dim ? d : d == dim ? ndim - 1 : d - 1);
-  return ops::contiguous(ops::permute(r, order));
 }
 
 // out [rows] = row sums of contiguous x [rows, n]. Few long rows are split into parts first, so the

@@ -41,10 +41,11 @@ minipipe_build() {
 }
 
 # A sanitizer build: minipipe_sanitizer_build DIR CMAKE_OPTION TARGET... Compiled -O1 -g1: line
-# numbers in reports at a third of RelWithDebInfo's compile time; the tests, examples and
-# benchmarks of the ASan build at -O0 (CMakeLists.txt, MINIPIPE_DRIVER_OPTIONS: their objects took
-# 216 CPU-seconds to compile instead of 451, the suite ran as fast); no CUDA build check and no course exercises (build/ has both), and no
-# Python module (a sanitized shared object would need the runtime preloaded into python3).
+# numbers in reports at a third of RelWithDebInfo's compile time. The tests, examples and
+# benchmarks of the ASan build at -O0 (CMakeLists.txt, MINIPIPE_DRIVER_OPTIONS): their objects took
+# 216 CPU-seconds to compile instead of 451, and the suite ran as fast. No CUDA build check and no
+# course exercises (build/ has both), and no Python module (a sanitized shared object would need
+# the runtime preloaded into python3).
 minipipe_sanitizer_build() {
   local dir="$MINIPIPE_ROOT/$1" option="$2"
   shift 2

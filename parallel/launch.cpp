@@ -79,7 +79,7 @@ std::string nccl_device_spec(const LaunchOptions& opts, int ranks_here, bool cou
   MP_CHECK(nccl_is_built(), "--comm nccl: this build of minipipe has no NCCL backend (it needs the CUDA toolkit "
            "with NCCL when configuring)");
   const std::string spec = opts.device == "cpu" ? "cuda" : opts.device;
-  MP_CHECK(spec == "cuda" || ranks_here == 1, "--comm nccl needs one GPU per rank, but --device ", spec,
+  MP_CHECK(!count_gpus || spec == "cuda" || ranks_here == 1, "--comm nccl needs one GPU per rank, but --device ", spec,
            " puts all ", ranks_here, " ranks on one (ranks that share a GPU: --comm local or mpi with --device ", spec,
            ")");
   const int gpus = cuda_device_count();

@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 namespace minipipe::test_util {
@@ -28,8 +29,13 @@ inline ProgramResult run_command(const std::string& command) {
   return r;
 }
 
-// `program` is a target name in the build directory, e.g. "train_mlp".
-inline std::string program_path(const std::string& program) { return std::string(MINIPIPE_BUILD_DIR) + "/" + program; }
+// `program` is a target name in the build directory, e.g. "train_mlp". MINIPIPE_PROGRAM_DIR in the
+// environment names another folder: the programs built here and carried to a GPU machine
+// (scripts/gpu_bundle.sh) sit elsewhere there.
+inline std::string program_path(const std::string& program) {
+  const char* dir = std::getenv("MINIPIPE_PROGRAM_DIR");
+  return (dir && *dir ? std::string(dir) : std::string(MINIPIPE_BUILD_DIR)) + "/" + program;
+}
 inline ProgramResult run_program(const std::string& program, const std::string& args) {
   return run_command(program_path(program) + " " + args);
 }

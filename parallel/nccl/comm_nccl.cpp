@@ -89,6 +89,19 @@ ncclUniqueId new_uid() {
   return id;
 }
 
+// cudaEventQuery / cudaStreamQuery with "not ready" kept out of the thread's last error: the runtime
+// records it like a failure, and the next CUDA_LAUNCH_CHECK on this thread would report it.
+cudaError_t query(cudaEvent_t e) {
+  const cudaError_t st = cudaEventQuery(e);
+  if (st == cudaErrorNotReady) (void)cudaGetLastError();
+  return st;
+}
+cudaError_t query(cudaStream_t s) {
+  const cudaError_t st = cudaStreamQuery(s);
+  if (st == cudaErrorNotReady) (void)cudaGetLastError();
+  return st;
+}
+
 cudaEvent_t record_event(cudaStream_t stream) {
   cudaEvent_t ev;
   CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
@@ -191,14 +204,8 @@ class NcclComm : public Communicator {
     }
   }
 
-  ~NcclComm() override {
-    bool idle = !aborted_ && std::uncaught_exceptions() == 0 && cudaStreamQuery(world_stream_) == cudaSuccess;
-    for (int j = 0; j < size_; ++j)
-      if (j != rank_)
-        idle = idle && cudaStreamQuery(to_[static_cast<size_t>(j)].stream) == cudaSuccess &&
-               cudaStreamQuery(from_[static_cast<size_t>(j)].stream) == cudaSuccess;
-    release(idle);
-  }
+  // A collective of the group, unless an error is unwinding: see release().
+  ~NcclComm() override { release(std::uncaught_exceptions() == 0); }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -299,7 +306,7 @@ class NcclComm : public Communicator {
     check_running(what);  // after an abort `link` is freed, and the event may fire for a transfer that never ran
     const auto deadline = Clock::now() + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(timeout()));
     for (int spins = 0;; ++spins) {
-      const cudaError_t st = cudaEventQuery(done);
+      const cudaError_t st = query(done);
       if (st == cudaSuccess) return;
       if (st != cudaErrorNotReady) CUDA_CHECK(st);
       check_alive(link, what);
@@ -319,7 +326,7 @@ class NcclComm : public Communicator {
   }
 
   bool event_done(cudaEvent_t done) {
-    const cudaError_t st = cudaEventQuery(done);
+    const cudaError_t st = query(done);
     if (st == cudaErrorNotReady) return false;
     CUDA_CHECK(st);
     return true;
@@ -416,20 +423,29 @@ class NcclComm : public Communicator {
     NCCL_CHECK(api().group_end());
   }
 
-  // Frees everything this rank holds. `idle` (every transfer finished, no error): what dropped
-  // requests lent is freed, and the ranks meet (a host barrier) before any aborts, so no rank drops
-  // a message its peer is still receiving (over a network a send completes once NCCL's proxy holds
-  // the data). Aborted, not destroyed: ncclCommDestroy finalizes, which may wait for the peer of
-  // each link, and ranks reach their links in different orders; an abort is local (and, with
-  // transfers still queued or an error unwinding, the only way out).
-  void release(bool idle) noexcept {
-    cudaSetDevice(device_);
-    if (idle) {
-      sweep(true);
+  // Frees everything this rank holds. With `meet` (no error unwinding) the group's ranks first meet
+  // at a host barrier, so none aborts while a peer still receives from it (over a network a send
+  // completes once NCCL's proxy holds the data): destroying a communicator is a collective of its
+  // group, in the same order on every rank (as grid.cpp and Pipe do: members go in a fixed order).
+  // Then, if every transfer of this rank has finished, what dropped requests lent is freed.
+  // Aborted, not destroyed: ncclCommDestroy finalizes, which may wait for the peer of each link,
+  // and ranks reach their links in different orders; an abort is local (and, with transfers still
+  // queued or an error unwinding, the only way out).
+  void release(bool meet) noexcept {
+    try {
+      cuda::set_device(device_);
+    } catch (...) {  // a destructor does not throw; the calls below name their stream
+    }
+    if (meet) {
       try {
         host_.barrier();
       } catch (...) {  // a peer failed or stopped: abort anyway
       }
+      bool idle = !aborted_ && world_stream_ && query(world_stream_) == cudaSuccess;
+      for (size_t j = 0; j < to_.size(); ++j)
+        if (static_cast<int>(j) != rank_)
+          idle = idle && query(to_[j].stream) == cudaSuccess && query(from_[j].stream) == cudaSuccess;
+      if (idle) sweep(true);  // nothing can still be running, so the sweep cannot wait forever
     }
     abort_all("the communicator was destroyed");
     for (auto& g : graveyard_) cudaEventDestroy(g.second);
@@ -596,7 +612,7 @@ class NcclComm : public Communicator {
   void sweep(bool all) {
     std::erase_if(graveyard_, [&](std::pair<std::vector<Tensor>, cudaEvent_t>& g) {
       if (all) cudaEventSynchronize(g.second);
-      else if (cudaEventQuery(g.second) != cudaSuccess) return false;
+      else if (query(g.second) != cudaSuccess) return false;
       cudaEventDestroy(g.second);
       return true;
     });
@@ -616,7 +632,7 @@ class NcclComm : public Communicator {
 
 NcclSend::~NcclSend() {
   if (keep_.empty()) return;
-  if (cudaEventQuery(done_) == cudaSuccess) cudaEventDestroy(done_);  // destructors do not throw
+  if (query(done_) == cudaSuccess) cudaEventDestroy(done_);  // destructors do not throw
   else comm_.bury(std::move(keep_), done_);
 }
 
@@ -640,7 +656,7 @@ bool NcclRecv::test() { return comm_.ready(src_, tag_, index_, what_); }
 
 NcclCollective::~NcclCollective() {
   if (!t_.defined()) return;
-  if (cudaEventQuery(done_) == cudaSuccess) cudaEventDestroy(done_);  // destructors do not throw
+  if (query(done_) == cudaSuccess) cudaEventDestroy(done_);  // destructors do not throw
   else comm_.bury({t_}, done_);
 }
 

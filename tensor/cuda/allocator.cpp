@@ -3,8 +3,9 @@
 // freed blocks are kept in size-class free lists and handed out again. Lists are per stream: a block
 // freed while kernels on its stream may still use it is safe to reuse on that same stream (stream
 // order puts the new user after the old), never on another without an event. Every block is
-// allocated for, and returned to, its device's compute stream; a communicator that hands a block to
-// its communication stream orders that stream back before the tensor is freed.
+// allocated for, and returned to, its device's compute stream; a communicator whose own streams
+// read or write a block orders them after the compute stream first, and keeps the tensor until its
+// transfer has finished.
 // Out of memory: the device's cache is emptied and the request retried once; then an Error names
 // the device, the request and the counters. Emptying synchronises the device (cudaDeviceSynchronize,
 // and cudaFree does too), so it waits for an NCCL send still waiting for its receive: on `nccl`,

@@ -73,11 +73,14 @@ cublasHandle_t cublas_handle(int device) {
   DeviceContext& c = context(device);
   std::call_once(c.cublas_once, [&] {  // an error leaves the flag unset: the next GEMM tries again
     set_device(device);
-    cublasHandle_t h = nullptr;
-    CUBLAS_CHECK(cublas().create(&h));
-    CUBLAS_CHECK(cublas().set_stream(h, c.compute));
+    // The workspace first: a handle made and then lost to a failing cudaMalloc would leak each try.
     void* workspace = nullptr;
     CUDA_CHECK(cudaMalloc(&workspace, kCublasWorkspaceBytes));
+    cublasHandle_t h = nullptr;
+    const cublasStatus_t st = cublas().create(&h);
+    if (st != CUBLAS_STATUS_SUCCESS) cudaFree(workspace);
+    CUBLAS_CHECK(st);
+    CUBLAS_CHECK(cublas().set_stream(h, c.compute));
     CUBLAS_CHECK(cublas().set_workspace(h, workspace, kCublasWorkspaceBytes));
     c.cublas = h;
     c.cublas_workspace = workspace;

@@ -8,9 +8,12 @@
 
 #include "tensor/error.h"
 
+// A failed call also sets the thread's last error; it is cleared before the throw, so a later
+// CUDA_LAUNCH_CHECK does not report it again (a sticky error, from a fault, cannot be cleared).
 #define CUDA_CHECK(call)                                                                        \
   do {                                                                                          \
     cudaError_t err_ = (call);                                                                  \
+    if (err_ != cudaSuccess) (void)cudaGetLastError();                                          \
     MP_CHECK(err_ == cudaSuccess, #call, " failed at ", __FILE__, ":", __LINE__, ": ",          \
              cudaGetErrorName(err_), ": ", cudaGetErrorString(err_));                           \
   } while (0)

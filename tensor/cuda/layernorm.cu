@@ -4,11 +4,11 @@
 //             then the squared deviations, warp_sum each; lane 0 caches mean and rstd for the
 //             backward. Traffic: x read three times (from L1/L2 after the first), out written once.
 //   backward: dx — one warp per row, two warp sums (mean of dn = g w and of dn xhat), then
-//             dx = rstd (dn - mean(dn) - xhat mean(dn xhat)). dweight / dbias — a grid of
-//             (column block, chunk of 256 rows): one thread per column walks its chunk's rows in
-//             order (coalesced across the warp), writing partial[chunk, col]; sum_cols then adds
-//             the chunks in order. Deterministic, no atomics, and rows / 256 times more threads
-//             than one per column. Traffic: dout and x read twice, dx written once.
+//             dx = rstd (dn - mean(dn) - xhat mean(dn xhat)). dweight / dbias — from 1024 rows,
+//             a grid of (column block, chunk of at least 256 rows, at most 1024 chunks): one
+//             thread per column walks its chunk's rows in order (coalesced across the warp),
+//             writing partial[chunk, col]; sum_cols then adds the chunks in order. Deterministic,
+//             no atomics; fewer rows: one chunk. Traffic: dout and x read twice, dx written once.
 #include <cstdint>
 
 #include "tensor/cuda/kernels.h"

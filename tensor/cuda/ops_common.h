@@ -80,6 +80,6 @@ void gemm(int device, bool ta, bool tb, int64_t n, int64_t m, int64_t k, const f
 
 // allocator.cpp
 void* device_alloc(size_t nbytes, int device, size_t& block_bytes);
-void device_free(void* block, size_t block_bytes, int device);
+void device_free(void* block, size_t block_bytes, int device) noexcept;
 
 }  // namespace minipipe::cuda

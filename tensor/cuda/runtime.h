@@ -20,6 +20,7 @@ struct AllocatorStats {
   int64_t in_use = 0;         // blocks handed out now (size classes, so >= what tensors asked for)
   int64_t peak_in_use = 0;    // the most in_use has been since the last reset_peak_memory(device)
   int64_t cached = 0;         // freed blocks kept for reuse
+  int64_t waiting = 0;        // of those, blocks another stream may still use (use_on_stream)
   int64_t device_allocs = 0;  // cudaMalloc calls so far
   int64_t reuses = 0;         // blocks handed out from the cache so far
   int64_t oom_retries = 0;    // times an out-of-memory emptied the cache and retried
@@ -28,9 +29,7 @@ AllocatorStats allocator_stats(int device);
 void reset_peak_memory(int device);
 // Gives every cached block of every device back to CUDA (synchronising each device first).
 void empty_cache();
-// Block sizes the allocator serves a request of `nbytes` from: a multiple of 512 bytes up to
-// 1 MiB, then four classes per power of two (at most 25% more than asked).
-size_t device_size_class(size_t nbytes);
+// The size classes: device_size_class in tensor/cuda/block_cache.h.
 
 // Float32 GEMMs through TF32 tensor cores (10-bit mantissa inputs, float32 accumulation): off by
 // default, so results match float32 to rounding; on for speed on Ampere and newer.

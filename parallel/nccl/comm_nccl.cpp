@@ -18,11 +18,16 @@
 // - Collectives on device tensors: ncclAllReduce / ncclBroadcast on a world communicator and its
 //   own stream. Every rank gets the same bits, but the order of the adds is NCCL's (ring or tree),
 //   not `local`'s rank order: a GPU run matches a CPU run to rounding, not bit for bit.
-// - Streams. Each transfer waits (an event) for what the device's compute stream enqueued before
-//   it — the tensor it reads, and any earlier use of a block the allocator hands out again — and a
-//   request's wait() polls the transfer's event. Sent tensors stay alive until their transfer ends.
-//   Sending a tensor of this rank's GPU never waits on the host: even its header is written by a
-//   kernel on the link's stream.
+// - Streams. A send and a collective wait (an event) for what the device's compute stream enqueued
+//   before them: the tensor they read, and, for a send, any earlier user of the block its header
+//   is written into (it comes from the compute stream's list). A receive does not wait: its
+//   header and payload are allocated for
+//   the link's own stream (cuda::AllocateOn), so the block cannot be one a pending compute still
+//   uses, and the payload lands while the compute stream runs. Handed over, a received tensor is
+//   marked used on the compute stream (cuda::use_on_stream), so its block goes back to the link's
+//   stream only once compute is done with it. A request's wait() polls the transfer's event. Sent
+//   tensors stay alive until their transfer ends. Sending a tensor of this rank's GPU never waits
+//   on the host: even its header is written by a kernel on the link's stream.
 // - Failure. Every wait polls its event against the timeout, NCCL's asynchronous error and the
 //   host communicator's stopped() (a rank thread failed under `local`); on any of them every NCCL
 //   communicator of this rank is aborted (ncclCommAbort) and the wait throws, naming the operation.
@@ -346,6 +351,8 @@ class NcclComm : public Communicator {
         Tensor data = std::move(it->second.data);
         CUDA_CHECK(cudaEventDestroy(it->second.done));
         box.messages.erase(it);
+        // Compute may use it now (the host saw it arrive); its block is the link stream's.
+        cuda::use_on_stream(data, cuda::compute_stream(device_));
         return data;
       }
       if (drain_step(src, what)) continue;
@@ -458,14 +465,24 @@ class NcclComm : public Communicator {
       in.header_done = nullptr;
       if (in.header_host) cudaFreeHost(in.header_host);
       in.header_host = nullptr;
+      in.header_device = Tensor();
     }
-    for (size_t j = 0; j < to_.size(); ++j) {
-      if (to_[j].stream) cudaStreamDestroy(to_[j].stream);
-      if (from_[j].stream) cudaStreamDestroy(from_[j].stream);
-      to_[j].stream = from_[j].stream = nullptr;
+    // Each stream is retired before it goes (cuda::retire_stream): compute is ordered after it,
+    // since tensors its transfers used may have just been freed (the graveyard's, when the release
+    // is not idle), and the blocks receives were allocated for (received tensors still held among
+    // them) become compute's. A stream the abort above left with a queued transfer empties as
+    // ncclCommAbort ends its kernels.
+    std::vector<cudaStream_t*> streams{&world_stream_};
+    for (size_t j = 0; j < to_.size(); ++j) streams.insert(streams.end(), {&to_[j].stream, &from_[j].stream});
+    for (cudaStream_t* s : streams) {
+      if (!*s) continue;
+      try {
+        cuda::retire_stream(device_, *s);
+      } catch (...) {  // the device has failed (a sticky error): no kernel runs on it after this
+      }
+      cudaStreamDestroy(*s);
+      *s = nullptr;
     }
-    if (world_stream_) cudaStreamDestroy(world_stream_);
-    world_stream_ = nullptr;
   }
 
   void check_reduce(const Tensor& t, ReduceOp op, const std::string& name) {
@@ -544,8 +561,10 @@ class NcclComm : public Communicator {
     const Link& l = from_[static_cast<size_t>(src)];
     cuda::set_device(device_);
     if (!in.header_posted) {
-      in.header_device = empty({kHeader}, {DType::Int64, device()});
-      cuda::stream_wait(l.stream, cuda::compute_stream(device_), device_);  // the block may be one compute just freed
+      {
+        cuda::AllocateOn on_link(device_, l.stream);  // no wait for compute: the block is the link's
+        in.header_device = empty({kHeader}, {DType::Int64, device()});
+      }
       NCCL_CHECK(api().recv(in.header_device.raw_data(), kHeader, ncclInt64, 0, l.comm, l.stream));
       CUDA_CHECK(cudaMemcpyAsync(in.header_host, in.header_device.raw_data(), kHeader * sizeof(int64_t),
                                  cudaMemcpyDeviceToHost, l.stream));
@@ -565,8 +584,11 @@ class NcclComm : public Communicator {
                ", ", h[3], ")");
     }
     Shape shape(h + 4, h + 4 + h[3]);
-    Tensor data = empty(shape, {static_cast<DType>(h[2]), device()});
-    cuda::stream_wait(l.stream, cuda::compute_stream(device_), device_);
+    Tensor data;
+    {
+      cuda::AllocateOn on_link(device_, l.stream);  // lands beside the compute already enqueued
+      data = empty(shape, {static_cast<DType>(h[2]), device()});
+    }
     if (data.numel() > 0)
       NCCL_CHECK(api().recv(data.raw_data(), static_cast<size_t>(data.numel()), nccl_type(data.dtype()), 0, l.comm,
                             l.stream));

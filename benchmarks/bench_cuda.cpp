@@ -1,7 +1,8 @@
 // bench_cuda: the CUDA backend's kernels on one GPU — GB/s of the memory-bound ops (copy, add, exp,
 // GELU, softmax, LayerNorm, AdamW, SGD) and TFLOP/s of float32 GEMMs (and TF32 with --tf32), each next
 // to the device's peak computed from its properties. Timed with CUDA events on the compute stream:
-// the median of --reps runs after --warmup. Prints "no CUDA device" (and exits 0) where there is none.
+// the median of --reps runs after --warmup; then the caching allocator's counters. Prints "no CUDA
+// device" (and exits 0) where there is none.
 // Run: build/bench_cuda [--device 0] [--reps 50] [--tf32]; scripts/gpu_check.sh runs it.
 #include <CLI/CLI.hpp>
 #include <algorithm>
@@ -131,6 +132,11 @@ int main(int argc, char** argv) {
       }
     }
     cuda::set_allow_tf32(false);
+    const cuda::AllocatorStats mem = cuda::allocator_stats(device);
+    std::printf("\ncaching allocator on cuda:%d: peak %.1f MiB in blocks in use, %.1f MiB cached now, "
+                "%lld cudaMalloc calls, %lld blocks reused\n",
+                device, static_cast<double>(mem.peak_in_use) / (1 << 20), static_cast<double>(mem.cached) / (1 << 20),
+                static_cast<long long>(mem.device_allocs), static_cast<long long>(mem.reuses));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_cuda: error: %s\n", e.what());
     return 1;

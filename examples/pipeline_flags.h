@@ -18,6 +18,9 @@
 #include "parallel/grid.h"
 #include "parallel/launch.h"
 #include "parallel/pipe.h"
+#ifdef MINIPIPE_CUDA
+#include "tensor/cuda/runtime.h"
+#endif
 
 namespace minipipe::examples {
 
@@ -223,8 +226,23 @@ inline void print_data_parallel(const parallel::RankContext& ctx, const parallel
               dp.buckets().size(), dp.launched_during_backward(), 1e3 * dp.total_exposed_seconds() / dp.steps());
 }
 
+// Collective, when this rank computes on a GPU (every rank of a run does, or none): the caching
+// allocator's peak of blocks in use on its device over the run, and what it holds cached now.
+// Ranks that share a GPU share its counters.
+inline void print_device_memory(const parallel::RankContext& ctx) {
+#ifdef MINIPIPE_CUDA
+  if (!ctx.device.is_cuda()) return;
+  const cuda::AllocatorStats s = cuda::allocator_stats(ctx.device.index);
+  print_per_rank(ctx, "GPU memory in the caching allocator's blocks (per device), peak over the run", s.peak_in_use);
+  print_per_rank(ctx, "GPU memory cached for reuse at the end (per device)", s.cached);
+#else
+  (void)ctx;
+#endif
+}
+
 // Collective: the peak of activations stashed for backward over the run, per rank (measured on each
-// rank's memory account: parallel/executor.h), and the optimizer state each rank holds.
+// rank's memory account: parallel/executor.h), the optimizer state each rank holds, and, when the
+// ranks compute on GPUs, the caching allocator's peak on each rank's device (tensor/cuda/runtime.h).
 inline void print_memory(const parallel::RankContext& ctx, const parallel::Pipe& pipe, const optim::Optimizer& opt,
                          bool zero1) {
   print_per_rank(ctx,
@@ -245,6 +263,7 @@ inline void print_memory(const parallel::RankContext& ctx, const parallel::Pipe&
   }
   print_per_rank(ctx, std::string("optimizer state") + (zero1 ? " (ZeRO-1: sharded over the replicas)" : ""),
                  opt.state_bytes());
+  print_device_memory(ctx);
 }
 
 }  // namespace minipipe::examples

@@ -307,7 +307,10 @@ TEST(CudaTrainers, TrainMlpOnGpusMatchesTheCpu) {
     const ProgramResult gpu = run_program("train_mlp", args);
     ASSERT_EQ(gpu.status, 0) << args << "\n" << gpu.output;
     EXPECT_NEAR(last_loss(gpu.output), last_loss(cpu.output), 1e-3) << args << "\n" << gpu.output;
+    EXPECT_NE(gpu.output.find("GPU memory in the caching allocator's blocks (per device), peak over the run:"),
+              std::string::npos) << args << "\n" << gpu.output;
   }
+  EXPECT_EQ(cpu.output.find("GPU memory"), std::string::npos) << cpu.output;
 }
 
 }  // namespace

@@ -242,7 +242,8 @@ inline void print_device_memory(const parallel::RankContext& ctx) {
 
 // Collective: the peak of activations stashed for backward over the run, per rank (measured on each
 // rank's memory account: parallel/executor.h), the optimizer state each rank holds, and, when the
-// ranks compute on GPUs, the caching allocator's peak on each rank's device (tensor/cuda/runtime.h).
+// ranks compute on GPUs, the caching allocator's peak and cache on each rank's device
+// (print_device_memory).
 inline void print_memory(const parallel::RankContext& ctx, const parallel::Pipe& pipe, const optim::Optimizer& opt,
                          bool zero1) {
   print_per_rank(ctx,
